@@ -1,0 +1,31 @@
+# flasfka: `make run` serves on an embedded broker, `make test` runs the tests.
+# Both create the virtualenv .venv (from PyPI) on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := setup.py $(wildcard flasfka/*.py twisted/plugins/*.py)
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench clean
+
+$(STAMP): $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/flasfka-serve --embedded-broker
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

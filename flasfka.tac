@@ -1,0 +1,13 @@
+"""`twistd -ny flasfka.tac`: flasfka with options from $FLASFKA_OPTIONS (e.g. "-p 5000 -e")."""
+
+import os
+import shlex
+
+from twisted.application.service import Application
+
+from flasfka.tap import Options, makeService
+
+options = Options()
+options.parseOptions(shlex.split(os.environ.get("FLASFKA_OPTIONS", "")))
+application = Application("flasfka")
+makeService(options).setServiceParent(application)

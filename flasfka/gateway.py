@@ -1,0 +1,141 @@
+"""What the HTTP routes ask of Kafka: produce a POST's messages, fetch a GET's messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from flasfka.config import Config
+from flasfka.consumers import ConsumerRegistry
+from flasfka.errors import PayloadTooLarge, Unavailable
+from flasfka.kafka import (
+    GroupConsumer,
+    KafkaProducer,
+    Message,
+    ReactorLike,
+    RunBlocking,
+    TopicAdmin,
+)
+
+log = Logger(namespace="flasfka.gateway")
+
+#: librdkafka's default message.max.bytes, used when the config does not set it.
+_DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+
+
+def client_settings(config: Config) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """librdkafka settings for (producer, consumer, admin) built from the config."""
+    common: dict[str, Any] = {
+        "bootstrap.servers": ",".join(config.HOSTS),
+        "client.id": "flasfka",
+        **config.KAFKA_CONFIG,
+    }
+    producer = {
+        **common,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        **config.PRODUCER_CONFIG,
+    }
+    consumer = {
+        **common,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10000,
+        "fetch.wait.max.ms": 50,
+        "queued.max.messages.kbytes": 8192,
+        **config.CONSUMER_CONFIG,
+    }
+    return producer, consumer, common
+
+
+class Gateway:
+    """Produces and consumes for the web layer; owns the producer, admin and consumers."""
+
+    def __init__(self, reactor: ReactorLike, config: Config, run_blocking: RunBlocking) -> None:
+        self._reactor = reactor
+        self._config = config
+        self._run_blocking = run_blocking
+        self._producer_settings, self._consumer_settings, self._admin_settings = client_settings(
+            config
+        )
+        self._message_max_bytes = int(
+            self._producer_settings.get("message.max.bytes", _DEFAULT_MESSAGE_MAX_BYTES)
+        )
+        self.producer: KafkaProducer | None = None
+        self.admin: TopicAdmin | None = None
+        self.consumers = ConsumerRegistry(
+            reactor, self._new_consumer, config.MAX_CONSUMERS, config.CONSUMER_IDLE_TIMEOUT
+        )
+        self.stopping = False
+
+    def start(self) -> None:
+        """Create the Kafka clients (after twistd forked: librdkafka threads do not survive it)."""
+        config = self._config
+        self.admin = TopicAdmin(
+            self._admin_settings,
+            self._run_blocking,
+            auto_create=config.AUTO_CREATE_TOPICS,
+            partitions=config.TOPIC_PARTITIONS,
+            replication_factor=config.TOPIC_REPLICATION_FACTOR,
+            timeout=config.PRODUCE_TIMEOUT,
+        )
+        self.producer = KafkaProducer(
+            self._reactor, self._producer_settings, self._run_blocking, config.PRODUCE_TIMEOUT
+        )
+        self.producer.start()
+
+    def _new_consumer(self, topic: str, group: str) -> GroupConsumer:
+        return GroupConsumer(
+            self._reactor,
+            self._consumer_settings,
+            topic,
+            group,
+            self._run_blocking,
+            buffer_messages=self._config.CONSUMER_BUFFER_MESSAGES,
+            buffer_bytes=self._config.CONSUMER_BUFFER_BYTES,
+        )
+
+    def _check_running(self) -> None:
+        if self.stopping or self.producer is None or self.admin is None:
+            raise Unavailable("flasfka is shutting down", retry_after=1)
+
+    async def produce(self, topic: str, values: list[bytes], key: bytes | None) -> None:
+        """Send values to topic in order; return once the broker acknowledged all of them."""
+        self._check_running()
+        assert self.producer is not None and self.admin is not None
+        key_size = len(key) if key else 0
+        for index, value in enumerate(values):
+            if len(value) + key_size > self._message_max_bytes:
+                raise PayloadTooLarge(
+                    f"message {index} is {len(value) + key_size} bytes with its key; the "
+                    f"limit is {self._message_max_bytes} (message.max.bytes); nothing was sent"
+                )
+        if not values:
+            return
+        ensuring = self.admin.ensure(topic)
+        if ensuring is not None:
+            await ensuring
+        await self.producer.send(topic, values, key)
+
+    async def fetch(self, topic: str, group: str, limit: int) -> list[Message]:
+        """Up to limit messages of topic for group, committed before they are returned."""
+        self._check_running()
+        assert self.admin is not None
+        ensuring = self.admin.ensure(topic)
+        if ensuring is not None:
+            await ensuring
+        consumer = self.consumers.get(topic, group)
+        config = self._config
+        await consumer.wait_for(limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT)
+        return await consumer.consume(limit)
+
+    async def stop(self, timeout: float) -> None:
+        """Refuse new work, close every consumer, then flush and stop the producer."""
+        self.stopping = True
+        await self.consumers.close_all()
+        if self.producer is not None:
+            left = await self.producer.stop(timeout)
+            if left:
+                log.error("{left} messages were not delivered before shutdown", left=left)

@@ -1,0 +1,627 @@
+"""The bridge between librdkafka (confluent-kafka) and the Twisted reactor.
+
+This is the only module that imports confluent_kafka. Calls that may block (consume, commit,
+flush, close, admin requests) run on threads: the producer and every consumer poll on a thread
+of their own, other blocking calls go through ``run_blocking`` (a thread pool the service owns).
+Results come back to the reactor thread with ``reactor.callFromThread``; no Deferred is ever
+fired from a librdkafka thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import orjson
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import Logger
+
+from flasfka.errors import BrokerRejected, GatewayError, NotFound, PayloadTooLarge, Unavailable
+
+log = Logger(namespace="flasfka.kafka")
+
+__all__ = [
+    "GroupConsumer",
+    "KafkaProducer",
+    "Message",
+    "TopicAdmin",
+    "check_client_settings",
+]
+
+#: What runs a blocking callable off the reactor thread and returns a Deferred of its result.
+RunBlocking = Callable[..., Deferred]
+
+#: How long a poll thread blocks in librdkafka before it looks at its stop flag again.
+_POLL_SECONDS = 0.1
+#: Most messages a consumer thread hands to the reactor in one call.
+_CONSUME_BATCH = 1000
+
+_UNREACHABLE_CODES = frozenset(
+    {
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TRANSPORT,
+        KafkaError._RESOLVE,
+        KafkaError._TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+    }
+)
+
+
+class ReactorLike(Protocol):
+    """The reactor methods this module uses."""
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any) -> None: ...  # noqa: N802
+    def seconds(self) -> float: ...
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> Any: ...  # noqa: N802
+
+
+def check_client_settings(producer: dict[str, Any], consumer: dict[str, Any]) -> None:
+    """Raise ValueError if librdkafka rejects a setting (done once at startup, no network)."""
+    for role, settings in (("producer", producer), ("consumer", consumer)):
+        try:
+            client = Producer(settings) if role == "producer" else Consumer(settings)
+        except (KafkaException, TypeError, ValueError) as e:
+            raise ValueError(f"librdkafka {role} setting rejected: {_describe(e)}") from None
+        if role == "consumer":
+            client.close()
+
+
+def _describe(error: BaseException | KafkaError) -> str:
+    """A one-line description of a librdkafka error."""
+    if isinstance(error, KafkaException) and error.args:
+        error = error.args[0]
+    if isinstance(error, KafkaError):
+        return f"{error.name()}: {error.str()}"
+    return str(error)
+
+
+def _gateway_error(error: KafkaError, what: str, reachable: bool, timeout: float) -> GatewayError:
+    """Map a librdkafka error to the HTTP error a client sees."""
+    code = error.code()
+    if code in (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT):
+        if reachable:
+            return Unavailable(f"{what}: the broker did not acknowledge within {timeout:g} s")
+        return Unavailable(
+            f"{what}: the broker cannot be reached (nothing acknowledged within {timeout:g} s)"
+        )
+    if code in _UNREACHABLE_CODES or error.retriable():
+        return Unavailable(f"{what}: the broker cannot be reached ({error.str()})")
+    if code == KafkaError.UNKNOWN_TOPIC_OR_PART or code == KafkaError._UNKNOWN_TOPIC:
+        return NotFound(f"{what}: the topic does not exist")
+    if code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE):
+        return PayloadTooLarge(f"{what}: a message is larger than the broker accepts")
+    return BrokerRejected(f"{what}: the broker refused it ({error.name()}: {error.str()})")
+
+
+class _PendingDelivery:
+    """Counts the delivery reports of one POST on the poll thread; one hop to the reactor."""
+
+    __slots__ = ("_call", "deferred", "delivered", "error", "expected")
+
+    def __init__(self, call_from_thread: Callable[..., None], expected: int) -> None:
+        self._call = call_from_thread
+        self.expected = expected
+        self.delivered = 0
+        self.error: KafkaError | None = None
+        self.deferred: Deferred[KafkaError | None] = Deferred()
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """librdkafka's delivery report (poll thread)."""
+        if error is not None and self.error is None:
+            self.error = error
+        self.delivered += 1
+        if self.delivered == self.expected:
+            self._call(self.finish)
+
+    def finish(self) -> None:
+        """Fire the Deferred once every queued message is reported (reactor thread)."""
+        if not self.deferred.called:
+            self.deferred.callback(self.error)
+
+
+class KafkaProducer:
+    """A confluent-kafka Producer whose sends return Deferreds fired in the reactor."""
+
+    def __init__(
+        self,
+        reactor: ReactorLike,
+        settings: dict[str, Any],
+        run_blocking: RunBlocking,
+        produce_timeout: float,
+    ) -> None:
+        self._reactor = reactor
+        self._run_blocking = run_blocking
+        self._timeout = produce_timeout
+        self._settings = {
+            **settings,
+            "message.timeout.ms": int(produce_timeout * 1000),
+            "error_cb": self._on_error,
+            "stats_cb": self._on_stats,
+            "statistics.interval.ms": settings.get("statistics.interval.ms", 1000),
+        }
+        self._producer: Producer | None = None
+        self._thread: threading.Thread | None = None
+        self._running = False
+        #: Whether some broker connection is up, from librdkafka's statistics (1 s period).
+        self.connected = False
+        #: The last connection problem librdkafka reported, for /readyz and errors.
+        self.last_error: str | None = None
+        #: Called in the reactor with (topic, count) after messages were acknowledged.
+        self.on_produced: Callable[[str, int], None] = lambda topic, count: None
+
+    def start(self) -> None:
+        """Create the producer and start its poll thread."""
+        self._producer = Producer(self._settings)
+        self._running = True
+        self._thread = threading.Thread(
+            target=self._poll_loop, name="flasfka-producer-poll", daemon=True
+        )
+        self._thread.start()
+
+    def _poll_loop(self) -> None:
+        """Serve delivery reports, errors and statistics (poll thread)."""
+        producer = self._producer
+        assert producer is not None
+        while self._running:
+            producer.poll(_POLL_SECONDS)
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (poll thread)."""
+        self._reactor.callFromThread(self._record_error, error)
+
+    def _record_error(self, error: KafkaError) -> None:
+        self.last_error = _describe(error)
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.connected = False
+        log.warn("Kafka producer: {error}", error=self.last_error)
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics callback (poll thread): track the connection state."""
+        brokers = orjson.loads(stats_json).get("brokers", {})
+        up = any(broker.get("state") == "UP" for broker in brokers.values())
+        self._reactor.callFromThread(setattr, self, "connected", up)
+
+    def send(self, topic: str, values: list[bytes], key: bytes | None) -> Deferred[None]:
+        """Queue values (in order) and fire once the broker acknowledged all of them."""
+        if not values:
+            return succeed(None)
+        if self._producer is None or not self._running:
+            raise Unavailable("the producer is not running (shutting down)")
+        pending = _PendingDelivery(self._reactor.callFromThread, len(values))
+        produce = self._producer.produce
+        report = pending.on_delivery
+        queued = 0
+        try:
+            for value in values:
+                produce(topic, value, key, on_delivery=report)
+                queued += 1
+        except BufferError:
+            failure: GatewayError = Unavailable(
+                f"produce to {topic!r}: the local queue is full; {queued} of "
+                f"{len(values)} messages were queued and may still be delivered",
+                retry_after=1,
+            )
+            return self._partial(pending, queued, failure)
+        except KafkaException as e:
+            failure = _gateway_error(e.args[0], f"produce to {topic!r}", self.connected, 0)
+            return self._partial(pending, queued, failure)
+        d = pending.deferred
+        d.addCallback(self._delivered, topic, len(values))
+        return d
+
+    def _partial(
+        self, pending: _PendingDelivery, queued: int, failure: GatewayError
+    ) -> Deferred[None]:
+        """Wait for the messages that were queued before a failure, then raise it."""
+        pending.expected = queued
+        if pending.delivered == queued:
+            pending.finish()
+
+        def fail(_: object) -> None:
+            raise failure
+
+        return pending.deferred.addCallback(fail)
+
+    def _delivered(self, error: KafkaError | None, topic: str, count: int) -> None:
+        if error is not None:
+            raise _gateway_error(error, f"produce to {topic!r}", self.connected, self._timeout)
+        self.on_produced(topic, count)
+
+    def stop(self, timeout: float) -> Deferred[int]:
+        """Stop polling and flush what is queued (up to timeout); fires with what is left."""
+        self._running = False
+        producer, thread = self._producer, self._thread
+
+        def flush() -> int:
+            if thread is not None:
+                thread.join()
+            return producer.flush(timeout) if producer is not None else 0
+
+        return self._run_blocking(flush)
+
+
+class TopicAdmin:
+    """Creates topics on first use (or checks they exist) and probes the broker."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        run_blocking: RunBlocking,
+        auto_create: bool,
+        partitions: int,
+        replication_factor: int,
+        timeout: float,
+    ) -> None:
+        self._admin = AdminClient(settings)
+        self._run_blocking = run_blocking
+        self._auto_create = auto_create
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._timeout = timeout
+        self._known: set[str] = set()
+
+    def ensure(self, topic: str) -> Deferred[None] | None:
+        """None if the topic is known to exist, else a Deferred that creates or checks it."""
+        if topic in self._known:
+            return None
+        d = self._run_blocking(self._ensure_blocking, topic)
+        d.addCallback(lambda _: self._known.add(topic))
+        return d
+
+    def forget(self, topic: str) -> None:
+        """Check the topic again on its next use (e.g. after it was reported missing)."""
+        self._known.discard(topic)
+
+    def _ensure_blocking(self, topic: str) -> None:
+        """Create or look up topic (pool thread)."""
+        what = f"topic {topic!r}"
+        if self._auto_create:
+            new = NewTopic(
+                topic,
+                num_partitions=self._partitions,
+                replication_factor=self._replication_factor,
+            )
+            future = self._admin.create_topics(
+                [new], operation_timeout=self._timeout, request_timeout=self._timeout
+            )[topic]
+            try:
+                future.result(timeout=self._timeout + 1)
+            except KafkaException as e:
+                error = e.args[0]
+                if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise _gateway_error(error, f"create {what}", False, self._timeout) from None
+            except TimeoutError:
+                raise Unavailable(
+                    f"create {what}: the broker did not answer within {self._timeout:g} s"
+                ) from None
+            return
+        try:
+            metadata = self._admin.list_topics(topic=topic, timeout=self._timeout)
+        except KafkaException as e:
+            raise _gateway_error(e.args[0], f"look up {what}", False, self._timeout) from None
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise NotFound(f"{what} does not exist (AUTO_CREATE_TOPICS is off)")
+
+    def probe(self, timeout: float) -> Deferred[None]:
+        """Fire if the broker answers a metadata request within timeout, else fail."""
+
+        def list_topics() -> None:
+            try:
+                self._admin.list_topics(timeout=timeout)
+            except KafkaException as e:
+                raise Unavailable(f"broker unreachable: {_describe(e)}") from None
+
+        return self._run_blocking(list_topics)
+
+
+class GroupConsumer:
+    """One Kafka group member for (topic, group), kept polled on its own thread.
+
+    The thread fetches ahead into a buffer owned by the reactor thread and pauses its
+    partitions while the buffer is full, so the member keeps serving the group between GETs.
+    Taking messages and committing them are separate steps; ``consume`` runs both under a
+    lock, which a rebalance also takes before partitions are given up.
+    """
+
+    def __init__(
+        self,
+        reactor: ReactorLike,
+        settings: dict[str, Any],
+        topic: str,
+        group: str,
+        run_blocking: RunBlocking,
+        buffer_messages: int,
+        buffer_bytes: int,
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self._reactor = reactor
+        self._settings = {
+            **settings,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+        }
+        self._run_blocking = run_blocking
+        self._max_messages = buffer_messages
+        self._max_bytes = buffer_bytes
+        self._consumer: Consumer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._repause = False
+        # Reactor-thread state below.
+        self._buffer: deque[Message] = deque()
+        self._buffered_bytes = 0
+        self._full = False
+        self._lock = DeferredLock()
+        self._assigned: set[int] = set()
+        self._started: set[int] = set()
+        self._joined = False
+        self._waiters: list[Deferred[None]] = []
+        self._closed: Deferred[None] = Deferred()
+        self.failure: str | None = None
+        self.last_used = reactor.seconds()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the poll thread (which creates the consumer and subscribes)."""
+        self._thread = threading.Thread(
+            target=self._poll_loop,
+            name=f"flasfka-consumer-{self.topic}-{self.group}"[:60],
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> Deferred[None]:
+        """Leave the group and stop the thread; fires once the consumer is closed."""
+        self._stopping = True
+        self._notify()
+        if self._thread is None:
+            self._closed.callback(None)
+        return self._closed
+
+    @property
+    def closing(self) -> bool:
+        """Whether close() was called."""
+        return self._stopping
+
+    @property
+    def caught_up(self) -> bool:
+        """Joined, and every assigned partition has returned a message or reached its end."""
+        return self._joined and self._assigned <= self._started
+
+    @property
+    def assignment(self) -> frozenset[int]:
+        """The partitions this member holds."""
+        return frozenset(self._assigned)
+
+    @property
+    def buffered(self) -> int:
+        """Messages fetched ahead and not yet taken."""
+        return len(self._buffer)
+
+    # --- poll thread -----------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        """Create, subscribe, poll until close() is called, then leave the group."""
+        call = self._reactor.callFromThread
+        try:
+            consumer = self._consumer = Consumer(self._settings)
+            consumer.subscribe(
+                [self.topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+        except Exception as e:
+            call(self._fail, f"cannot create consumer: {_describe(e)}")
+            call(self._closed.callback, None)
+            return
+        paused = False
+        try:
+            while not self._stopping:
+                full = self._full
+                if full != paused or self._repause:
+                    self._repause = False
+                    partitions = consumer.assignment()
+                    if full:
+                        consumer.pause(partitions)
+                    else:
+                        consumer.resume(partitions)
+                    paused = full
+                self._consume_once(consumer, call)
+        except Exception as e:  # a fatal librdkafka error: report it, leave the group
+            call(self._fail, f"consumer failed: {_describe(e)}")
+        finally:
+            try:
+                consumer.close()
+            except Exception as e:
+                call(log.warn, "closing consumer {group}/{topic}: {e}", **self._ids(), e=e)
+            call(self._closed.callback, None)
+
+    def _consume_once(self, consumer: Consumer, call: Callable[..., None]) -> None:
+        """One consume call; hand messages, ends of partitions and errors to the reactor."""
+        messages = consumer.consume(_CONSUME_BATCH, _POLL_SECONDS)
+        if not messages:
+            return
+        records: list[Message] = []
+        ends: list[int] = []
+        size = 0
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(message)
+                value = message.value()
+                if value is not None:
+                    size += len(value)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                ends.append(message.partition())
+            else:
+                call(
+                    log.warn,
+                    "consumer {group}/{topic}: {error}",
+                    **self._ids(),
+                    error=_describe(error),
+                )
+        call(self._received, records, ends, size)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Rebalance callback (poll thread): partitions were added."""
+        self._repause = True
+        self._reactor.callFromThread(self._assign, [p.partition for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Rebalance callback (poll thread): wait for an in-flight take+commit, then let go."""
+        numbers = [p.partition for p in partitions]
+        if self._stopping:
+            self._reactor.callFromThread(self._revoke, numbers)
+            return
+        blockingCallFromThread(self._reactor, self._lock.run, self._revoke, numbers)
+
+    def _ids(self) -> dict[str, str]:
+        return {"group": self.group, "topic": self.topic}
+
+    # --- reactor thread --------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        log.error("consumer {group}/{topic}: {reason}", **self._ids(), reason=reason)
+        self._notify()
+
+    def _assign(self, partitions: list[int]) -> None:
+        self._joined = True
+        self._assigned.update(partitions)
+        self._notify()
+
+    def _revoke(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        self._assigned -= gone
+        self._started -= gone
+        if self._buffer:
+            kept = [m for m in self._buffer if m.partition() not in gone]
+            self._buffer = deque(kept)
+            self._buffered_bytes = sum(len(m.value() or b"") for m in kept)
+            self._update_full()
+
+    def _received(self, records: list[Message], ends: list[int], size: int) -> None:
+        self._buffer.extend(records)
+        self._buffered_bytes += size
+        if not self._assigned <= self._started:
+            self._started.update({m.partition() for m in records})
+            self._started.update(ends)
+        self._update_full()
+        self._notify()
+
+    def _update_full(self) -> None:
+        self._full = (
+            len(self._buffer) >= self._max_messages or self._buffered_bytes >= self._max_bytes
+        )
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(None)
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Wait (cancellably) until condition() holds, failure or close, or timeout."""
+        deadline = self._reactor.seconds() + timeout
+        while not (condition() or self.failure or self._stopping):
+            remaining = deadline - self._reactor.seconds()
+            if remaining <= 0:
+                return
+            waiter: Deferred[None] = Deferred()
+            self._waiters.append(waiter)
+            waiter.addTimeout(remaining, self._reactor, onTimeoutCancel=lambda *_: None)
+            await waiter
+
+    async def wait_for(self, limit: int, timeout: float, join_timeout: float) -> None:
+        """Wait until limit messages are buffered, or the join and then timeout have passed."""
+        self.last_used = self._reactor.seconds()
+        if not self.caught_up:
+            await self._wait_until(
+                lambda: self.caught_up or len(self._buffer) >= limit, join_timeout
+            )
+        if timeout > 0:
+            await self._wait_until(lambda: len(self._buffer) >= limit, timeout)
+        self.last_used = self._reactor.seconds()
+        if self.failure:
+            raise Unavailable(f"consumer {self.group}/{self.topic}: {self.failure}")
+        if self._stopping:
+            raise Unavailable("the consumer is closing (shutdown or idle expiry); try again")
+
+    def take(self, limit: int) -> list[Message]:
+        """Remove and return up to limit buffered messages, oldest first per partition."""
+        buffer = self._buffer
+        count = min(limit, len(buffer))
+        taken = [buffer.popleft() for _ in range(count)]
+        if taken:
+            self._buffered_bytes -= sum(len(m.value() or b"") for m in taken)
+            self._update_full()
+        return taken
+
+    def put_back(self, records: list[Message]) -> None:
+        """Return records that were taken but not delivered, ahead of the rest."""
+        kept = [m for m in records if m.partition() in self._assigned]
+        self._buffer.extendleft(reversed(kept))
+        self._buffered_bytes += sum(len(m.value() or b"") for m in kept)
+        self._update_full()
+
+    def commit(self, records: list[Message]) -> Deferred[None]:
+        """Commit the offsets just past records, synchronously with the broker."""
+        if not records:
+            return succeed(None)
+        last: dict[int, int] = {}
+        for message in records:
+            last[message.partition()] = message.offset()
+        offsets = [TopicPartition(self.topic, p, o + 1) for p, o in last.items()]
+        return self._run_blocking(self._commit_blocking, offsets)
+
+    def _commit_blocking(self, offsets: list[TopicPartition]) -> None:
+        """Commit offsets (pool thread) and raise Unavailable on any failure."""
+        consumer = self._consumer
+        if consumer is None or self._stopping:
+            raise Unavailable("the consumer is closing; nothing was committed")
+        what = f"commit offsets of {self.group}/{self.topic}"
+        try:
+            results = consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            raise _gateway_error(e.args[0], what, True, 0) from None
+        except RuntimeError as e:
+            raise Unavailable(f"{what}: {e}") from None
+        for result in results or ():
+            if result.error is not None:
+                raise Unavailable(f"{what}: {_describe(result.error)}")
+
+    async def consume(self, limit: int) -> list[Message]:
+        """Take up to limit messages and commit them; on a failed commit put them back."""
+        await self._lock.acquire()
+        try:
+            records = self.take(limit)
+            try:
+                await self.commit(records)
+            except BaseException:
+                self.put_back(records)
+                raise
+            return records
+        finally:
+            self._lock.release()

@@ -1,0 +1,89 @@
+"""twistd wiring: command-line options and makeService."""
+
+from __future__ import annotations
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from flasfka import __version__
+from flasfka.broker import EmbeddedBroker, free_port, tansu_binary
+from flasfka.config import ConfigError, load_config
+from flasfka.gateway import client_settings
+from flasfka.kafka import check_client_settings
+from flasfka.service import KafkaService
+from flasfka.web import FlasfkaWeb, make_site
+
+log = Logger(namespace="flasfka")
+
+#: librdkafka settings the embedded mode uses unless the config sets them (see FINDINGS: a
+#: Tansu group join waits about session.timeout.ms / 2).
+EMBEDDED_CONSUMER_CONFIG = {"session.timeout.ms": 6000}
+
+
+class Options(usage.Options):
+    """flasfka's options, shared by twistd, flasfka-serve and the .tac."""
+
+    synopsis = "[options]"
+    longdesc = "HTTP gateway to Kafka: POST /{topic}/ to produce, GET /{topic}/ to consume."
+    optParameters = [  # noqa: N815 (Twisted's name)
+        ["port", "p", "5000", "Port number, or a Twisted endpoint string (e.g. tcp:5000, ssl:...)"],
+        ["interface", "i", "127.0.0.1", "Interface a plain port number listens on"],
+        ["config", "c", None, "Config file (a Python file); default: $FLASFKA_CONFIG"],
+    ]
+    optFlags = [  # noqa: N815 (Twisted's name)
+        ["embedded-broker", "e", "Start a memory-only Tansu broker on loopback and use it"],
+    ]
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
+        """Turn a bare port number into an endpoint string."""
+        port = self["port"]
+        if port.isdigit():
+            self["endpoint"] = f"tcp:{int(port)}:interface={self['interface']}"
+        else:
+            self["endpoint"] = port
+
+
+def makeService(options: Options, reactor=None) -> MultiService:  # noqa: N802
+    """Build flasfka: [embedded broker], the Kafka service, then the HTTP listener."""
+    if reactor is None:
+        from twisted.internet import reactor  # twistd's reactor, installed by now
+    try:
+        config = load_config(options["config"])
+    except ConfigError as e:
+        raise usage.UsageError(f"config error: {e}") from None
+    top = MultiService()
+    if options["embedded-broker"]:
+        try:
+            broker = EmbeddedBroker(reactor, free_port(), tansu_binary())
+        except RuntimeError as e:
+            raise usage.UsageError(str(e)) from None
+        config = config.replace(
+            HOSTS=[broker.address],
+            CONSUMER_CONFIG={**EMBEDDED_CONSUMER_CONFIG, **config.CONSUMER_CONFIG},
+        )
+        broker.setServiceParent(top)
+    try:
+        check_client_settings(*client_settings(config)[:2])
+    except ValueError as e:
+        raise usage.UsageError(f"config error: {options['config'] or 'defaults'}: {e}") from None
+    kafka = KafkaService(reactor, config)
+    kafka.setServiceParent(top)
+    web = FlasfkaWeb(
+        kafka.gateway, config.DEFAULT_GROUP, config.CONSUMER_LIMIT, config.CONSUMER_MAX_LIMIT
+    )
+    site = make_site(web.resource(), config.MAX_BODY_SIZE, config.HTTP_IDLE_TIMEOUT)
+    try:
+        endpoint = endpoints.serverFromString(reactor, options["endpoint"])
+    except (ValueError, TypeError) as e:
+        raise usage.UsageError(f"bad --port {options['endpoint']!r}: {e}") from None
+    listener = StreamServerEndpointService(endpoint, site)
+    listener.setServiceParent(top)
+    log.info(
+        "flasfka {version} listening on {endpoint}",
+        version=__version__,
+        endpoint=options["endpoint"],
+    )
+    return top

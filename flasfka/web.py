@@ -1,0 +1,176 @@
+"""The HTTP API: Klein routes over the Gateway, and the Site that serves them."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import orjson
+from klein import Klein
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from flasfka import __version__
+from flasfka.errors import GatewayError
+from flasfka.gateway import Gateway
+from flasfka.kafka import Message
+from flasfka.validation import check_group, check_topic, parse_limit, parse_messages
+
+VERSION_HEADER = b"X-Flasfka-Version"
+_JSON = b"application/json"
+
+
+def render_values(records: list[Message]) -> list[Any]:
+    """Message values for JSON: UTF-8 text as a string, other bytes as {"base64": ...}, null."""
+    try:
+        return [record.value().decode() for record in records]
+    except (UnicodeDecodeError, AttributeError):
+        pass
+    values: list[Any] = []
+    for record in records:
+        value = record.value()
+        if value is None:
+            values.append(None)
+            continue
+        try:
+            values.append(value.decode())
+        except UnicodeDecodeError:
+            values.append({"base64": base64.b64encode(value).decode("ascii")})
+    return values
+
+
+def json_error(request: IRequest, error: GatewayError) -> bytes:
+    """Answer a GatewayError: its status, headers and {"error": message}."""
+    request.setResponseCode(error.status)
+    request.setHeader(b"Content-Type", _JSON)
+    for name, value in error.headers().items():
+        request.setHeader(name, value)
+    return orjson.dumps({"error": error.message, "status": error.status})
+
+
+class FlasfkaWeb:
+    """The Klein application: POST and GET on topics, over a Gateway."""
+
+    app = Klein()
+
+    def __init__(self, gateway: Gateway, default_group: str, default_limit: int, max_limit: int):
+        self._gateway = gateway
+        self._default_group = default_group
+        self._default_limit = default_limit
+        self._max_limit = max_limit
+
+    def resource(self) -> IResource:
+        """The twisted.web resource serving this app."""
+        return self.app.resource()
+
+    @app.handle_errors(GatewayError)
+    def _gateway_error(self, request: IRequest, failure: Failure) -> bytes:
+        return json_error(request, failure.value)
+
+    @app.route("/<topic>/", methods=["POST"])
+    async def post(self, request: IRequest, topic: str) -> bytes:
+        """POST /{topic}/: send the body's messages, 204 once all are acknowledged."""
+        return await self._post(request, topic, None)
+
+    @app.route("/<topic>/<key>/", methods=["POST"])
+    async def post_keyed(self, request: IRequest, topic: str, key: str) -> bytes:
+        """POST /{topic}/{key}/: the same, every message with this record key."""
+        return await self._post(request, topic, key.encode())
+
+    async def _post(self, request: IRequest, topic: str, key: bytes | None) -> bytes:
+        check_topic(topic)
+        values = parse_messages(request.content.read())
+        await self._gateway.produce(topic, values, key)
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/<topic>/", methods=["GET"])
+    async def get(self, request: IRequest, topic: str) -> bytes:
+        """GET /{topic}/: the next messages for the default group."""
+        return await self._get(request, topic, self._default_group)
+
+    @app.route("/<topic>/<group>/", methods=["GET"])
+    async def get_group(self, request: IRequest, topic: str, group: str) -> bytes:
+        """GET /{topic}/{group}/: the next messages for a named group."""
+        return await self._get(request, topic, group)
+
+    async def _get(self, request: IRequest, topic: str, group: str) -> bytes:
+        check_topic(topic)
+        check_group(group)
+        raw_limit = request.args.get(b"limit")
+        limit = parse_limit(
+            raw_limit[-1] if raw_limit else None, self._default_limit, self._max_limit
+        )
+        records = await self._gateway.fetch(topic, group, limit)
+        request.setHeader(b"Content-Type", _JSON)
+        return orjson.dumps({"group": group, "messages": render_values(records)})
+
+
+class GatewayRequest(server.Request):
+    """A Request that carries X-Flasfka-Version and refuses bodies over max_body_size with 413.
+
+    An over-long body is never stored: the 413 is written as soon as the Content-Length (or
+    the running total of a chunked body) passes the limit, and the connection is closed.
+    """
+
+    max_body_size = 10 * 1024 * 1024
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 (Twisted's name)
+        """Refuse a declared length over the limit before reading any of the body."""
+        if length is not None and length > self.max_body_size:
+            self._refuse(f"body of {length} bytes")
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        """Store a chunk unless the body has passed the limit."""
+        if self._refused:
+            return
+        if self.content.tell() + len(data) > self.max_body_size:
+            self.content.close()
+            self._refuse("chunked body")
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self, what: str) -> None:
+        self._refused = True
+        self.content = io.BytesIO()
+        self.requestHeaders.removeHeader(b"Expect")
+        body = orjson.dumps(
+            {
+                "error": f"{what} is over the limit of {self.max_body_size} bytes (MAX_BODY_SIZE)",
+                "status": 413,
+            }
+        )
+        head = (
+            b"HTTP/1.1 413 Payload Too Large\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Connection: close\r\n" + VERSION_HEADER + b": " + __version__.encode() + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        self.channel.transport.write(head + body)
+        self.channel.transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        """Route the request, unless it was already answered with 413."""
+        if self._refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def process(self) -> None:
+        """Stamp the version header on every response, then render."""
+        self.responseHeaders.setRawHeaders(VERSION_HEADER, [__version__.encode()])
+        super().process()
+
+
+def make_site(resource: IResource, max_body_size: int, idle_timeout: float) -> server.Site:
+    """A Site serving resource with flasfka's request class and connection timeout."""
+    request_factory = type("FlasfkaRequest", (GatewayRequest,), {"max_body_size": max_body_size})
+    site = server.Site(resource, requestFactory=request_factory, timeout=idle_timeout)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

@@ -1,0 +1,5 @@
+"""twistd plugin: `twistd -n flasfka [options]`."""
+
+from twisted.application.service import ServiceMaker
+
+flasfka = ServiceMaker("flasfka", "flasfka.tap", "HTTP gateway for Kafka", "flasfka")
