@@ -92,7 +92,6 @@ class Gateway:
             self._consumer_settings,
             topic,
             group,
-            self._run_blocking,
             buffer_messages=self._config.CONSUMER_BUFFER_MESSAGES,
             buffer_bytes=self._config.CONSUMER_BUFFER_BYTES,
         )

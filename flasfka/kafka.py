@@ -9,6 +9,7 @@ fired from a librdkafka thread.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -47,6 +48,10 @@ RunBlocking = Callable[..., Deferred]
 _POLL_SECONDS = 0.1
 #: Most messages a consumer thread hands to the reactor in one call.
 _CONSUME_BATCH = 1000
+#: How long an idle consumer thread waits for a command before it consumes again.
+_IDLE_WAIT = 0.05
+#: The same while a GET waits for messages.
+_ACTIVE_WAIT = 0.005
 
 _UNREACHABLE_CODES = frozenset(
     {
@@ -74,8 +79,12 @@ class ReactorLike(Protocol):
 def check_client_settings(producer: dict[str, Any], consumer: dict[str, Any]) -> None:
     """Raise ValueError if librdkafka rejects a setting (done once at startup, no network)."""
     for role, settings in (("producer", producer), ("consumer", consumer)):
+        offline = {**settings, "group.id": "flasfka-check", "log_level": 0}
+        offline.pop("bootstrap.servers", None)
+        if role == "producer":
+            offline.pop("group.id")
         try:
-            client = Producer(settings) if role == "producer" else Consumer(settings)
+            client = Producer(offline) if role == "producer" else Consumer(offline)
         except (KafkaException, TypeError, ValueError) as e:
             raise ValueError(f"librdkafka {role} setting rejected: {_describe(e)}") from None
         if role == "consumer":
@@ -337,7 +346,8 @@ class GroupConsumer:
     The thread fetches ahead into a buffer owned by the reactor thread and pauses its
     partitions while the buffer is full, so the member keeps serving the group between GETs.
     Taking messages and committing them are separate steps; ``consume`` runs both under a
-    lock, which a rebalance also takes before partitions are given up.
+    lock so that concurrent GETs commit in the order they took. A rebalance drops the
+    buffered messages of revoked partitions and runs queued commits before giving them up.
     """
 
     def __init__(
@@ -346,7 +356,6 @@ class GroupConsumer:
         settings: dict[str, Any],
         topic: str,
         group: str,
-        run_blocking: RunBlocking,
         buffer_messages: int,
         buffer_bytes: int,
     ) -> None:
@@ -360,13 +369,13 @@ class GroupConsumer:
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
         }
-        self._run_blocking = run_blocking
         self._max_messages = buffer_messages
         self._max_bytes = buffer_bytes
         self._consumer: Consumer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._repause = False
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         # Reactor-thread state below.
         self._buffer: deque[Message] = deque()
         self._buffered_bytes = 0
@@ -394,6 +403,7 @@ class GroupConsumer:
     def close(self) -> Deferred[None]:
         """Leave the group and stop the thread; fires once the consumer is closed."""
         self._stopping = True
+        self._commands.put(lambda: None)
         self._notify()
         if self._thread is None:
             self._closed.callback(None)
@@ -422,7 +432,12 @@ class GroupConsumer:
     # --- poll thread -----------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
-        """Create, subscribe, poll until close() is called, then leave the group."""
+        """Create, subscribe, poll until close() is called, then leave the group.
+
+        confluent-kafka serializes the calls on one consumer (a commit waits for the consume
+        in progress), so every call runs here: consume never blocks, and the thread waits on
+        its command queue instead, which a commit or close wakes at once.
+        """
         call = self._reactor.callFromThread
         try:
             consumer = self._consumer = Consumer(self._settings)
@@ -439,6 +454,7 @@ class GroupConsumer:
         paused = False
         try:
             while not self._stopping:
+                self._run_commands()
                 full = self._full
                 if full != paused or self._repause:
                     self._repause = False
@@ -448,21 +464,54 @@ class GroupConsumer:
                     else:
                         consumer.resume(partitions)
                     paused = full
-                self._consume_once(consumer, call)
+                if self._consume_once(consumer, call):
+                    continue
+                wait = _ACTIVE_WAIT if self._waiters else _IDLE_WAIT
+                try:
+                    command = self._commands.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                command()
         except Exception as e:  # a fatal librdkafka error: report it, leave the group
             call(self._fail, f"consumer failed: {_describe(e)}")
         finally:
+            self._run_commands()
             try:
                 consumer.close()
             except Exception as e:
                 call(log.warn, "closing consumer {group}/{topic}: {e}", **self._ids(), e=e)
             call(self._closed.callback, None)
 
-    def _consume_once(self, consumer: Consumer, call: Callable[..., None]) -> None:
-        """One consume call; hand messages, ends of partitions and errors to the reactor."""
-        messages = consumer.consume(_CONSUME_BATCH, _POLL_SECONDS)
+    def _run_commands(self) -> None:
+        """Run the commands queued by the reactor (poll thread)."""
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _in_poll_thread(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run f(*args) on the poll thread; a Deferred (fired in the reactor) of its result."""
+        d: Deferred[Any] = Deferred()
+        call = self._reactor.callFromThread
+
+        def command() -> None:
+            try:
+                result = f(*args)
+            except BaseException as e:
+                call(d.errback, e)
+            else:
+                call(d.callback, result)
+
+        self._commands.put(command)
+        return d
+
+    def _consume_once(self, consumer: Consumer, call: Callable[..., None]) -> bool:
+        """One non-blocking consume; hand messages, partition ends and errors to the reactor."""
+        messages = consumer.consume(_CONSUME_BATCH, 0)
         if not messages:
-            return
+            return False
         records: list[Message] = []
         ends: list[int] = []
         size = 0
@@ -483,6 +532,7 @@ class GroupConsumer:
                     error=_describe(error),
                 )
         call(self._received, records, ends, size)
+        return True
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Rebalance callback (poll thread): partitions were added."""
@@ -490,12 +540,15 @@ class GroupConsumer:
         self._reactor.callFromThread(self._assign, [p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Rebalance callback (poll thread): wait for an in-flight take+commit, then let go."""
+        """Rebalance callback (poll thread): drop their buffered messages, finish commits."""
         numbers = [p.partition for p in partitions]
         if self._stopping:
             self._reactor.callFromThread(self._revoke, numbers)
-            return
-        blockingCallFromThread(self._reactor, self._lock.run, self._revoke, numbers)
+        else:
+            # After this returns, no GET can take a message of these partitions; the commits
+            # of those already taken are queued, and run before the partitions are given up.
+            blockingCallFromThread(self._reactor, self._revoke, numbers)
+        self._run_commands()
 
     def _ids(self) -> dict[str, str]:
         return {"group": self.group, "topic": self.topic}
@@ -594,10 +647,10 @@ class GroupConsumer:
         for message in records:
             last[message.partition()] = message.offset()
         offsets = [TopicPartition(self.topic, p, o + 1) for p, o in last.items()]
-        return self._run_blocking(self._commit_blocking, offsets)
+        return self._in_poll_thread(self._commit_blocking, offsets)
 
     def _commit_blocking(self, offsets: list[TopicPartition]) -> None:
-        """Commit offsets (pool thread) and raise Unavailable on any failure."""
+        """Commit offsets (poll thread) and raise Unavailable on any failure."""
         consumer = self._consumer
         if consumer is None or self._stopping:
             raise Unavailable("the consumer is closing; nothing was committed")

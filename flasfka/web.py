@@ -75,7 +75,7 @@ class FlasfkaWeb:
         """POST /{topic}/: send the body's messages, 204 once all are acknowledged."""
         return await self._post(request, topic, None)
 
-    @app.route("/<topic>/<key>/", methods=["POST"])
+    @app.route("/<topic>/<path:key>/", methods=["POST"])
     async def post_keyed(self, request: IRequest, topic: str, key: str) -> bytes:
         """POST /{topic}/{key}/: the same, every message with this record key."""
         return await self._post(request, topic, key.encode())
@@ -92,7 +92,7 @@ class FlasfkaWeb:
         """GET /{topic}/: the next messages for the default group."""
         return await self._get(request, topic, self._default_group)
 
-    @app.route("/<topic>/<group>/", methods=["GET"])
+    @app.route("/<topic>/<path:group>/", methods=["GET"])
     async def get_group(self, request: IRequest, topic: str, group: str) -> bytes:
         """GET /{topic}/{group}/: the next messages for a named group."""
         return await self._get(request, topic, group)
