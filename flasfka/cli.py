@@ -42,3 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+
+
+if __name__ == "__main__":
+    main()

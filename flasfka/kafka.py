@@ -321,7 +321,8 @@ class TopicAdmin:
                 ) from None
             return
         try:
-            metadata = self._admin.list_topics(topic=topic, timeout=self._timeout)
+            # All topics: a metadata request naming the topic creates it on some brokers.
+            metadata = self._admin.list_topics(timeout=self._timeout)
         except KafkaException as e:
             raise _gateway_error(e.args[0], f"look up {what}", False, self._timeout) from None
         found = metadata.topics.get(topic)

@@ -1,0 +1,99 @@
+"""Config loading: defaults, the file FLASFKA_CONFIG names, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import subprocess_env
+
+from flasfka.config import Config, ConfigError, load_config
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "flasfka.conf.py"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_the_seeds(monkeypatch):
+    monkeypatch.delenv("FLASFKA_CONFIG", raising=False)
+    config = load_config(None)
+    assert config.HOSTS == ["localhost:9092"]
+    assert config.CONSUMER_TIMEOUT == 0.1
+    assert config.CONSUMER_LIMIT == 100
+    assert config.DEFAULT_GROUP == "flasfka"
+
+
+def test_file_named_by_the_environment(tmp_path, monkeypatch):
+    path = write(
+        tmp_path,
+        'HOSTS = ["k1:9092", "k2:9092"]\nCONSUMER_TIMEOUT = 1\n'
+        'KAFKA_CONFIG = {"security.protocol": "SASL_SSL"}\nimport os\n_private = 3\n',
+    )
+    monkeypatch.setenv("FLASFKA_CONFIG", path)
+    config = load_config(None)
+    assert config.HOSTS == ["k1:9092", "k2:9092"]
+    assert config.CONSUMER_TIMEOUT == 1.0
+    assert config.KAFKA_CONFIG == {"security.protocol": "SASL_SSL"}
+    assert config.CONSUMER_LIMIT == Config().CONSUMER_LIMIT
+
+
+def test_explicit_path_wins_over_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLASFKA_CONFIG", str(tmp_path / "absent.py"))
+    assert load_config(write(tmp_path, "CONSUMER_LIMIT = 5\n")).CONSUMER_LIMIT == 5
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("HOSTS = [\n", "syntax error at line 1"),
+        ("CONSUMER_LIMITT = 5\n", "unknown key CONSUMER_LIMITT"),
+        ('CONSUMER_LIMIT = "5"\n', "CONSUMER_LIMIT must be of type int, not str"),
+        ("CONSUMER_TIMEOUT = True\n", "CONSUMER_TIMEOUT must be of type float, not bool"),
+        ('HOSTS = "localhost:9092"\n', "HOSTS must be of type list[str], not str"),
+        ("KAFKA_CONFIG = []\n", "KAFKA_CONFIG must be of type dict[str, Any], not list"),
+        ("CONSUMER_LIMIT = 0\n", "CONSUMER_LIMIT must be > 0"),
+        ("CONSUMER_LIMIT = 20000\n", "CONSUMER_LIMIT must be <= CONSUMER_MAX_LIMIT"),
+        ('LOG_FORMAT = "xml"\n', "LOG_FORMAT must be 'text' or 'json'"),
+        ("1 / 0\n", "ZeroDivisionError"),
+    ],
+)
+def test_bad_files_name_the_file_and_key(tmp_path, text, says):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(path + ": ")
+    assert says in message
+    assert "\n" not in message
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / "nope.py")
+    with pytest.raises(ConfigError, match=f"^{path}: cannot read config file"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("CONSUMER_LIMITT = 5\n", "unknown key CONSUMER_LIMITT"),
+        ('KAFKA_CONFIG = {"no.such.setting": 1}\n', "no.such.setting"),
+    ],
+)
+def test_bad_config_stops_startup_with_one_clear_line(tmp_path, text, says):
+    path = write(tmp_path, text)
+    result = subprocess.run(
+        [sys.executable, "-m", "flasfka.cli", "--config", path, "-p", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert path in lines[0] or "config error" in lines[0]
+    assert says in lines[0]
