@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from twisted.logger import Logger
@@ -36,6 +37,8 @@ def client_settings(config: Config) -> tuple[dict[str, Any], dict[str, Any], dic
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 5,
+        # The Java client's key hashing: a key lands on the same partition from any client.
+        "partitioner": "murmur2_random",
         **config.PRODUCER_CONFIG,
     }
     consumer = {
@@ -116,7 +119,9 @@ class Gateway:
         ensuring = self.admin.ensure(topic)
         if ensuring is not None:
             await ensuring
-        await self.producer.send(topic, values, key)
+        # A POST without a key goes to one partition, so its messages are read in order.
+        partition = -1 if key is not None else random.randrange(self.admin.partitions(topic))
+        await self.producer.send(topic, values, key, partition)
 
     async def fetch(self, topic: str, group: str, limit: int) -> list[Message]:
         """Up to limit messages of topic for group, committed before they are returned."""
@@ -134,6 +139,8 @@ class Gateway:
         """Refuse new work, close every consumer, then flush and stop the producer."""
         self.stopping = True
         await self.consumers.close_all()
+        if self.admin is not None:
+            self.admin.close()
         if self.producer is not None:
             left = await self.producer.stop(timeout)
             if left:

@@ -206,8 +206,13 @@ class KafkaProducer:
         up = any(broker.get("state") == "UP" for broker in brokers.values())
         self._reactor.callFromThread(setattr, self, "connected", up)
 
-    def send(self, topic: str, values: list[bytes], key: bytes | None) -> Deferred[None]:
-        """Queue values (in order) and fire once the broker acknowledged all of them."""
+    def send(
+        self, topic: str, values: list[bytes], key: bytes | None, partition: int = -1
+    ) -> Deferred[None]:
+        """Queue values (in order) and fire once the broker acknowledged all of them.
+
+        partition -1 lets the partitioner choose from the key.
+        """
         if not values:
             return succeed(None)
         if self._producer is None or not self._running:
@@ -218,7 +223,7 @@ class KafkaProducer:
         queued = 0
         try:
             for value in values:
-                produce(topic, value, key, on_delivery=report)
+                produce(topic, value, key, partition, on_delivery=report)
                 queued += 1
         except BufferError:
             failure: GatewayError = Unavailable(
@@ -257,6 +262,8 @@ class KafkaProducer:
         self._running = False
         producer, thread = self._producer, self._thread
 
+        self._producer = None  # the last reference goes with flush(): connections close
+
         def flush() -> int:
             if thread is not None:
                 thread.join()
@@ -277,28 +284,38 @@ class TopicAdmin:
         replication_factor: int,
         timeout: float,
     ) -> None:
-        self._admin = AdminClient(settings)
+        self._admin: AdminClient | None = AdminClient(settings)
         self._run_blocking = run_blocking
         self._auto_create = auto_create
         self._partitions = partitions
         self._replication_factor = replication_factor
         self._timeout = timeout
-        self._known: set[str] = set()
+        self._partitions_of: dict[str, int] = {}
+
+    def close(self) -> None:
+        """Drop the admin client (its connections close with it)."""
+        self._admin = None
+
+    def _client(self) -> AdminClient:
+        admin = self._admin
+        if admin is None:
+            raise Unavailable("flasfka is shutting down", retry_after=1)
+        return admin
 
     def ensure(self, topic: str) -> Deferred[None] | None:
         """None if the topic is known to exist, else a Deferred that creates or checks it."""
-        if topic in self._known:
+        if topic in self._partitions_of:
             return None
         d = self._run_blocking(self._ensure_blocking, topic)
-        d.addCallback(lambda _: self._known.add(topic))
+        d.addCallback(lambda count: self._partitions_of.__setitem__(topic, count))
         return d
 
-    def forget(self, topic: str) -> None:
-        """Check the topic again on its next use (e.g. after it was reported missing)."""
-        self._known.discard(topic)
+    def partitions(self, topic: str) -> int:
+        """How many partitions an ensured topic has."""
+        return self._partitions_of[topic]
 
-    def _ensure_blocking(self, topic: str) -> None:
-        """Create or look up topic (pool thread)."""
+    def _ensure_blocking(self, topic: str) -> int:
+        """Create or look up topic (pool thread); return its partition count."""
         what = f"topic {topic!r}"
         if self._auto_create:
             new = NewTopic(
@@ -306,7 +323,7 @@ class TopicAdmin:
                 num_partitions=self._partitions,
                 replication_factor=self._replication_factor,
             )
-            future = self._admin.create_topics(
+            future = self._client().create_topics(
                 [new], operation_timeout=self._timeout, request_timeout=self._timeout
             )[topic]
             try:
@@ -319,22 +336,34 @@ class TopicAdmin:
                 raise Unavailable(
                     f"create {what}: the broker did not answer within {self._timeout:g} s"
                 ) from None
-            return
+            return self._count_partitions(topic)
         try:
             # All topics: a metadata request naming the topic creates it on some brokers.
-            metadata = self._admin.list_topics(timeout=self._timeout)
+            metadata = self._client().list_topics(timeout=self._timeout)
         except KafkaException as e:
             raise _gateway_error(e.args[0], f"look up {what}", False, self._timeout) from None
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise NotFound(f"{what} does not exist (AUTO_CREATE_TOPICS is off)")
+        return len(found.partitions)
+
+    def _count_partitions(self, topic: str) -> int:
+        """The partition count of an existing topic (pool thread)."""
+        try:
+            metadata = self._client().list_topics(topic=topic, timeout=self._timeout)
+        except KafkaException as e:
+            raise _gateway_error(e.args[0], f"look up topic {topic!r}", False, 0) from None
+        found = metadata.topics[topic]
+        if found.error is not None or not found.partitions:
+            raise Unavailable(f"topic {topic!r} has no partitions yet: {found.error}")
+        return len(found.partitions)
 
     def probe(self, timeout: float) -> Deferred[None]:
         """Fire if the broker answers a metadata request within timeout, else fail."""
 
         def list_topics() -> None:
             try:
-                self._admin.list_topics(timeout=timeout)
+                self._client().list_topics(timeout=timeout)
             except KafkaException as e:
                 raise Unavailable(f"broker unreachable: {_describe(e)}") from None
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -18,6 +18,26 @@ log = Logger(namespace="flasfka.service")
 
 #: Threads for commits, admin requests and the final flush (consumers poll on their own).
 _POOL_THREADS = 8
+
+
+class OrderedMultiService(MultiService):
+    """A MultiService that stops its children one at a time, last started first.
+
+    Twisted's MultiService stops them all at once; flasfka needs the listener closed before
+    the Kafka clients stop, and those stopped before the embedded broker.
+    """
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
+        """Stop each child after the one started after it has stopped."""
+        Service.stopService(self)
+        return ensureDeferred(self._stop_in_order())
+
+    async def _stop_in_order(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception:
+                log.failure("stopping {service}", service=child)
 
 
 class KafkaService(Service):

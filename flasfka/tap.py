@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
@@ -13,7 +12,7 @@ from flasfka.broker import EmbeddedBroker, free_port, tansu_binary
 from flasfka.config import ConfigError, load_config
 from flasfka.gateway import client_settings
 from flasfka.kafka import check_client_settings
-from flasfka.service import KafkaService
+from flasfka.service import KafkaService, OrderedMultiService
 from flasfka.web import FlasfkaWeb, make_site
 
 log = Logger(namespace="flasfka")
@@ -46,7 +45,7 @@ class Options(usage.Options):
             self["endpoint"] = port
 
 
-def makeService(options: Options, reactor=None) -> MultiService:  # noqa: N802
+def makeService(options: Options, reactor=None) -> OrderedMultiService:  # noqa: N802
     """Build flasfka: [embedded broker], the Kafka service, then the HTTP listener."""
     if reactor is None:
         from twisted.internet import reactor  # twistd's reactor, installed by now
@@ -54,7 +53,7 @@ def makeService(options: Options, reactor=None) -> MultiService:  # noqa: N802
         config = load_config(options["config"])
     except ConfigError as e:
         raise usage.UsageError(f"config error: {e}") from None
-    top = MultiService()
+    top = OrderedMultiService()
     if options["embedded-broker"]:
         try:
             broker = EmbeddedBroker(reactor, free_port(), tansu_binary())

@@ -137,3 +137,11 @@ async def test_values_written_by_other_clients_are_returned_losslessly(server, b
     )
     messages = await collect(server.url, f"/{topic}/", 3, limit=10)
     assert messages == [{"base64": "//4gYmluYXJ5"}, None, "ok é"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_unkeyed_post_is_read_back_in_order(server, broker):
+    topic = unique()
+    sent = [f"m{i}" for i in range(200)]
+    await post_messages(server.url, f"/{topic}/", sent)
+    assert await collect(server.url, f"/{topic}/", 200, limit=1000) == sent
