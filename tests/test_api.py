@@ -145,3 +145,19 @@ async def test_one_unkeyed_post_is_read_back_in_order(server, broker):
     sent = [f"m{i}" for i in range(200)]
     await post_messages(server.url, f"/{topic}/", sent)
     assert await collect(server.url, f"/{topic}/", 200, limit=1000) == sent
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_group_on_two_topics_does_not_hang(server):
+    """GET /t1/ then GET /t2/ on one group (FINDINGS: a member nobody polls blocks joins).
+
+    A blocked join makes the second GET return [] after CONSUMER_JOIN_TIMEOUT.
+    """
+    group, first, second = unique("g"), unique(), unique()
+    await post_messages(server.url, f"/{first}/", ["one"])
+    await post_messages(server.url, f"/{second}/", ["two"])
+    assert (await get(server.url, f"/{first}/{group}/"))[1]["messages"] == ["one"]
+    assert (await get(server.url, f"/{second}/{group}/"))[1]["messages"] == ["two"]
+    # The first member kept serving its topic through the second one's join.
+    await post_messages(server.url, f"/{first}/", ["again"])
+    assert await collect(server.url, f"/{first}/{group}/", 1, timeout=20) == ["again"]
