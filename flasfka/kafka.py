@@ -25,7 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic
-from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 
@@ -416,6 +416,8 @@ class GroupConsumer:
         self._joined = False
         self._waiters: list[Deferred[None]] = []
         self._closed: Deferred[None] = Deferred()
+        self._closed.addCallback(self._fail_pending_commands)
+        self._pending: set[Deferred[Any]] = set()
         self.failure: str | None = None
         self.last_used = reactor.seconds()
 
@@ -512,6 +514,13 @@ class GroupConsumer:
                 call(log.warn, "closing consumer {group}/{topic}: {e}", **self._ids(), e=e)
             call(self._closed.callback, None)
 
+    def _fail_pending_commands(self, result: None) -> None:
+        """Once the thread is gone, fail the commands it will never run (reactor thread)."""
+        for d in list(self._pending):
+            if not d.called:
+                d.errback(Unavailable("the consumer closed before committing; try again"))
+        return result
+
     def _run_commands(self) -> None:
         """Run the commands queued by the reactor (poll thread)."""
         while True:
@@ -523,7 +532,11 @@ class GroupConsumer:
 
     def _in_poll_thread(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Run f(*args) on the poll thread; a Deferred (fired in the reactor) of its result."""
+        if self._closed.called:
+            return fail(Unavailable("the consumer is closed; try again"))
         d: Deferred[Any] = Deferred()
+        self._pending.add(d)
+        d.addBoth(lambda result: (self._pending.discard(d), result)[1])
         call = self._reactor.callFromThread
 
         def command() -> None:

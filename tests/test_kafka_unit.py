@@ -1,0 +1,114 @@
+"""Unit tests of the Kafka adapter's edges, with a fake librdkafka producer."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+
+from flasfka import kafka
+from flasfka.errors import Unavailable
+
+
+class SyncReactor(Clock):
+    """A Clock whose callFromThread runs at once (the tests run in one thread)."""
+
+    def callFromThread(self, f, *args, **kwargs):  # noqa: N802
+        f(*args, **kwargs)
+
+
+class FakeProducer:
+    """Queues up to `room` messages; delivery reports fire when report() is called."""
+
+    room = 10**9
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.queued = []
+
+    def produce(self, topic, value, key, partition, on_delivery):
+        if len(self.queued) >= self.room:
+            raise BufferError("queue full")
+        self.queued.append((value, on_delivery))
+
+    def report(self, error=None):
+        queued, self.queued = self.queued, []
+        for _, on_delivery in queued:
+            on_delivery(error, None)
+
+    def poll(self, timeout):
+        return 0
+
+    def flush(self, timeout):
+        return len(self.queued)
+
+
+@pytest.fixture
+def producer(monkeypatch):
+    monkeypatch.setattr(kafka, "Producer", FakeProducer)
+    monkeypatch.setattr(kafka.KafkaProducer, "_poll_loop", lambda self: None)
+    wrapper = kafka.KafkaProducer(SyncReactor(), {}, lambda f, *a: succeed(f(*a)), 5.0)
+    wrapper.start()
+    return wrapper
+
+
+def results(d):
+    out = []
+    d.addBoth(out.append)
+    return out
+
+
+def test_send_fires_once_after_every_report(producer):
+    seen = []
+    producer.on_produced = lambda topic, count: seen.append((topic, count))
+    out = results(producer.send("t", [b"a", b"b", b"c"], None))
+    assert out == []
+    producer._producer.report()
+    assert out == [None]
+    assert seen == [("t", 3)]
+
+
+def test_delivery_error_becomes_503_naming_the_timeout(producer):
+    out = results(producer.send("t", [b"a"], None))
+    producer._producer.report(kafka.KafkaError(kafka.KafkaError._MSG_TIMED_OUT))
+    assert isinstance(out[0].value, Unavailable)
+    assert "within 5 s" in out[0].value.message
+
+
+def test_full_queue_waits_for_the_queued_then_fails(producer):
+    producer._producer.room = 2
+    out = results(producer.send("t", [b"a", b"b", b"c", b"d"], None))
+    assert out == []  # two were queued: their reports are awaited
+    producer._producer.report()
+    assert isinstance(out[0].value, Unavailable)
+    assert "2 of 4 messages were queued" in out[0].value.message
+
+
+def test_full_queue_with_nothing_queued_fails_at_once(producer):
+    producer._producer.room = 0
+    out = results(producer.send("t", [b"a"], None))
+    assert isinstance(out[0].value, Unavailable)
+
+
+def test_empty_send_is_a_no_op(producer):
+    assert results(producer.send("t", [], None)) == [None]
+
+
+def test_send_after_stop_is_refused(producer):
+    assert results(producer.stop(1.0)) == [0]
+    with pytest.raises(Unavailable):
+        producer.send("t", [b"a"], None)
+
+
+def test_consumer_commands_after_close_fail_instead_of_hanging():
+    consumer = kafka.GroupConsumer(SyncReactor(), {}, "t", "g", 10, 1000)
+    assert results(consumer.close()) == [None]
+    out = results(consumer._in_poll_thread(lambda: 1))
+    assert isinstance(out[0].value, Unavailable)
+
+
+def test_commands_queued_when_the_thread_ends_are_failed():
+    consumer = kafka.GroupConsumer(SyncReactor(), {}, "t", "g", 10, 1000)
+    out = results(consumer._in_poll_thread(lambda: 1))
+    consumer._closed.callback(None)  # the thread ended without draining the queue
+    assert isinstance(out[0].value, Unavailable)
