@@ -79,17 +79,22 @@ def round_trip(
 TWISTD_EXIT_CODES = (0, -signal.SIGTERM)
 
 
-@pytest_twisted.ensureDeferred
-async def test_twistd_lists_the_plugin(venv_bin, tmp_path):
-    result = await threads.deferToThread(
+async def run_installed(venv_bin: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run an installed command to completion in a worker thread."""
+    return await threads.deferToThread(
         subprocess.run,
-        [str(venv_bin / "twistd"), "--help"],
+        [str(venv_bin / args[0]), *args[1:]],
         capture_output=True,
         text=True,
         env=installed_env(venv_bin),
-        cwd=str(tmp_path),
+        cwd=str(cwd),
         timeout=60,
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_lists_the_plugin(venv_bin, tmp_path):
+    result = await run_installed(venv_bin, tmp_path, "twistd", "--help")
     assert result.returncode == 0, result.stderr
     assert re.search(r"^\s+flasfka\s+HTTP gateway for Kafka", result.stdout, re.M), result.stdout
 
@@ -114,14 +119,7 @@ async def test_flasfka_serve_serves_on_the_embedded_broker(venv_bin, tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_flasfka_serve_help(venv_bin, tmp_path):
-    result = await threads.deferToThread(
-        subprocess.run,
-        [str(venv_bin / "flasfka-serve"), "-h"],
-        capture_output=True,
-        text=True,
-        env=installed_env(venv_bin),
-        timeout=60,
-    )
+    result = await run_installed(venv_bin, tmp_path, "flasfka-serve", "-h")
     assert result.returncode == 0
     for option in ("--port", "--config", "--embedded-broker"):
         assert option in result.stdout
