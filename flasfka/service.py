@@ -13,6 +13,7 @@ from twisted.python.threadpool import ThreadPool
 
 from flasfka.config import Config
 from flasfka.gateway import Gateway
+from flasfka.metrics import GatewayMetrics
 
 log = Logger(namespace="flasfka.service")
 
@@ -29,11 +30,13 @@ class KafkaService(Service):
 
     name = "kafka"
 
-    def __init__(self, reactor, config: Config) -> None:
+    def __init__(self, reactor, config: Config, metrics: GatewayMetrics | None = None) -> None:
         self._reactor = reactor
         self._config = config
         self._pool = ThreadPool(minthreads=0, maxthreads=_POOL_THREADS, name="flasfka-kafka")
-        self.gateway = Gateway(reactor, config, partial(deferToThreadPool, reactor, self._pool))
+        self.gateway = Gateway(
+            reactor, config, partial(deferToThreadPool, reactor, self._pool), metrics
+        )
         self._expiry = LoopingCall(self.gateway.consumers.expire_idle)
         self._expiry.clock = reactor
 
@@ -44,7 +47,13 @@ class KafkaService(Service):
         self.gateway.start()
         interval = min(self._config.CONSUMER_IDLE_TIMEOUT / 4, 10.0)
         self._expiry.start(interval, now=False)
-        log.info("Kafka brokers: {hosts}", hosts=",".join(self._config.HOSTS))
+        kafka = self._config.KAFKA_CONFIG
+        log.info(
+            "Kafka brokers: {hosts} (security.protocol={protocol}, sasl.mechanism={mechanism})",
+            hosts=",".join(self._config.HOSTS),
+            protocol=kafka.get("security.protocol", "plaintext"),
+            mechanism=kafka.get("sasl.mechanism", kafka.get("sasl.mechanisms", "-")),
+        )
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
         """Close consumers (leaving their groups), flush the producer, stop the pool."""
