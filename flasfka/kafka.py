@@ -404,6 +404,8 @@ class GroupConsumer:
         self._closed: Deferred[None] = Deferred()
         self.failure: str | None = None
         self.last_used = reactor.seconds()
+        #: GETs waiting in wait_for(); the consumer is not idle while there are any.
+        self.waiting = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -626,12 +628,16 @@ class GroupConsumer:
     async def wait_for(self, limit: int, timeout: float, join_timeout: float) -> None:
         """Wait until limit messages are buffered, or the join and then timeout have passed."""
         self.last_used = self._reactor.seconds()
-        if not self.caught_up:
-            await self._wait_until(
-                lambda: self.caught_up or len(self._buffer) >= limit, join_timeout
-            )
-        if timeout > 0:
-            await self._wait_until(lambda: len(self._buffer) >= limit, timeout)
+        self.waiting += 1  # not idle while a GET waits, however long the join takes
+        try:
+            if not self.caught_up:
+                await self._wait_until(
+                    lambda: self.caught_up or len(self._buffer) >= limit, join_timeout
+                )
+            if timeout > 0:
+                await self._wait_until(lambda: len(self._buffer) >= limit, timeout)
+        finally:
+            self.waiting -= 1
         self.last_used = self._reactor.seconds()
         if self.failure:
             raise Unavailable(f"consumer {self.group}/{self.topic}: {self.failure}")
