@@ -6,9 +6,9 @@ import weakref
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web import server
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 
 from flasfka.access_log import log_access
@@ -35,7 +35,11 @@ class ObservedSite(server.Site):
     """A Site that logs one access line per request, counts it, and can drain.
 
     twisted.web's own access log (``Site.log`` to a log file) is replaced by ``log_access``.
+    Connections speak HTTP/1.x (twisted.web's HTTPChannel, no HTTP/2 negotiation), so that
+    each one can be seen and closed when draining.
     """
+
+    protocol = HTTPChannel
 
     def __init__(
         self,
@@ -49,7 +53,7 @@ class ObservedSite(server.Site):
         self._metrics = metrics
         self.requestFactory = _TimedRequests(self, self.requestFactory)
         self._started: dict[server.Request, float] = {}
-        self._connections: weakref.WeakSet[Protocol] = weakref.WeakSet()
+        self._connections: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
         self._drained: Deferred[None] | None = None
         #: Set once drain() was called: no connection is kept alive any more.
         self.draining = False
@@ -60,11 +64,11 @@ class ObservedSite(server.Site):
         """Requests received and not yet answered (or dropped)."""
         return len(self._started)
 
-    def buildProtocol(self, addr: Any) -> Protocol:  # noqa: N802 (Twisted's name)
+    def buildProtocol(self, addr: Any) -> HTTPChannel:  # noqa: N802 (Twisted's name)
         """Remember each connection, to close the idle ones when draining."""
-        protocol = super().buildProtocol(addr)
-        self._connections.add(protocol)
-        return protocol
+        channel = super().buildProtocol(addr)
+        self._connections.add(channel)
+        return channel
 
     def request_started(self, request: server.Request) -> None:
         """A request line arrived: time it until it is answered or its connection is lost."""
@@ -103,10 +107,10 @@ class ObservedSite(server.Site):
         self.draining = True
         for request in list(self._started):
             self._stop_keeping_alive(request)
-        busy = {request.transport for request in self._started}
-        for protocol in list(self._connections):
-            if protocol.transport is not None and protocol.transport not in busy:
-                protocol.transport.loseConnection()
+        busy = {request.channel for request in self._started}
+        for channel in list(self._connections):
+            if channel not in busy and channel.transport is not None:
+                channel.loseConnection()
         if not self._started:
             return succeed(None)
         log.info(
