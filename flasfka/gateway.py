@@ -82,6 +82,9 @@ class Gateway:
             reactor, self._new_consumer, config.MAX_CONSUMERS, config.CONSUMER_IDLE_TIMEOUT
         )
         self.stopping = False
+        #: Why the last POST failed although the producer was connected (None after a success).
+        self.produce_stalled: str | None = None
+        self.produce_stalled_at = 0.0
         self.metrics.watch(
             consumers_open=lambda: len(self.consumers),
             broker_connected=lambda: int(self.producer is not None and self.producer.connected),
@@ -138,7 +141,11 @@ class Gateway:
             await self.producer.send(topic, values, key)
         except GatewayError as e:
             self.metrics.produce_failed(topic, e.status)
+            if isinstance(e, Unavailable) and self.producer.connected:
+                self.produce_stalled = e.message
+                self.produce_stalled_at = self._reactor.seconds()
             raise
+        self.produce_stalled = None
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
 
     async def fetch(self, topic: str, group: str, limit: int) -> list[Message]:

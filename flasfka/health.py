@@ -15,6 +15,7 @@ from twisted.web.resource import IResource, Resource
 
 from flasfka.errors import Unavailable
 from flasfka.gateway import Gateway
+from flasfka.kafka import ReactorLike
 from flasfka.metrics import CONTENT_TYPE, GatewayMetrics
 
 _JSON = b"application/json"
@@ -30,12 +31,16 @@ class OpsWeb:
         gateway: Gateway,
         metrics: GatewayMetrics,
         is_draining: Callable[[], bool],
+        clock: ReactorLike,
         probe_timeout: float = 2.0,
+        stall_window: float = 60.0,
     ) -> None:
         self._gateway = gateway
         self._metrics = metrics
         self._is_draining = is_draining
+        self._clock = clock
         self._probe_timeout = probe_timeout
+        self._stall_window = stall_window
 
     def resource(self) -> IResource:
         """The twisted.web resource of these three routes."""
@@ -74,6 +79,10 @@ class OpsWeb:
             return "not started"
         if producer.fatal_error is not None:
             return f"the producer failed and cannot send: {producer.fatal_error}"
+        stalled_for = self._clock.seconds() - gateway.produce_stalled_at
+        if gateway.produce_stalled is not None and stalled_for < self._stall_window:
+            # Forgotten after a while, so that traffic comes back and tries again.
+            return f"the broker is connected but the last POST failed: {gateway.produce_stalled}"
         if not producer.connected:
             detail = f" ({producer.last_error})" if producer.last_error else ""
             return f"the producer has no connection to a broker{detail}"

@@ -102,7 +102,13 @@ def makeService(options: Options, reactor=None) -> FlasfkaService:  # noqa: N802
         kafka.gateway, config.DEFAULT_GROUP, config.CONSUMER_LIMIT, config.CONSUMER_MAX_LIMIT
     )
     site: Any = None
-    ops = OpsWeb(kafka.gateway, metrics, is_draining=lambda: site.draining)
+    ops = OpsWeb(
+        kafka.gateway,
+        metrics,
+        is_draining=lambda: site.draining,
+        clock=reactor,
+        stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
+    )
     site = make_site(
         OpsAndTopics(web.resource(), ops.resource()),
         config.MAX_BODY_SIZE,
