@@ -35,6 +35,9 @@ _LEVELS = {
 }
 
 
+_BASE_KEYS = ("time", "level", "namespace", "message")
+
+
 def _json_default(value: Any) -> str:
     return repr(value)
 
@@ -53,7 +56,10 @@ def event_as_json_line(event: dict[str, Any]) -> str:
     failure = event.get("log_failure")
     if failure is not None:
         record["traceback"] = failure.getTraceback()
-    return orjson.dumps(record, default=_json_default).decode() + "\n"
+    try:
+        return orjson.dumps(record, default=_json_default).decode() + "\n"
+    except TypeError:  # e.g. an integer over 64 bits: keep the line, drop the fields
+        return orjson.dumps({k: record[k] for k in _BASE_KEYS}).decode() + "\n"
 
 
 def json_file_observer(out: IO[str]) -> ILogObserver:

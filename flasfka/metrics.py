@@ -95,16 +95,11 @@ class GatewayMetrics:
         )
 
     def watch(
-        self,
-        consumers_open: Callable[[], float],
-        broker_connected: Callable[[], float],
-        requests_in_flight: Callable[[], float] | None = None,
+        self, consumers_open: Callable[[], float], broker_connected: Callable[[], float]
     ) -> None:
-        """Read the gauges from these callables whenever /metrics is scraped."""
+        """Read these gauges from callables whenever /metrics is scraped."""
         self.consumers_open.set_function(consumers_open)
         self.broker_connected.set_function(broker_connected)
-        if requests_in_flight is not None:
-            self.requests_in_flight.set_function(requests_in_flight)
 
     def request_done(self, method: bytes, path: bytes, status: int, seconds: float) -> None:
         """Count one answered request."""

@@ -118,9 +118,7 @@ async def test_metrics_move_by_exactly_the_requests_and_messages_of_the_test(bro
 
 
 @pytest_twisted.ensureDeferred
-async def test_one_access_line_per_request_with_method_path_status_bytes_duration(
-    server, broker, tmp_path
-):
+async def test_one_access_line_per_request_with_method_path_status_bytes_duration(broker, tmp_path):
     app = await start_app(write_config(tmp_path / "flasfka.conf.py", broker.address))
     topic = unique()
     try:
@@ -243,3 +241,28 @@ async def test_https_listener_serves_a_round_trip(broker, tmp_path):
         await response.content()
     finally:
         await app.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_broker_trouble_is_logged_through_twisted_logger_not_raw_stderr(tmp_path, capfd):
+    from flasfka.broker import free_port
+
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with captured_logs() as events:
+        app = await start_app(write_config(tmp_path / "flasfka.conf.py", nobody))
+        try:
+            deadline = time.monotonic() + 10
+            while not any(e.get("log_namespace") == "flasfka.librdkafka" for e in events):
+                assert time.monotonic() < deadline, "no librdkafka log line"
+                await sleep(0.1)
+            status, body, _ = await get(app.url, "/readyz")
+        finally:
+            await app.stop()
+    assert status == 503
+    assert body["reason"].startswith("the producer has no connection to a broker")
+    rdkafka = [e for e in events if e.get("log_namespace") == "flasfka.librdkafka"]
+    assert any(e["facility"] == "FAIL" and nobody in e["text"] for e in rdkafka)
+    assert all(e["log_level"].name == "warn" for e in rdkafka if e["facility"] == "FAIL")
+    warnings = [e for e in events if e.get("log_namespace") == "flasfka.kafka"]
+    assert any("brokers are down" in e.get("error", "") for e in warnings)
+    assert "%3|" not in capfd.readouterr().err  # librdkafka's own stderr format
