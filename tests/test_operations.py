@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers import collect, get, post, post_messages, sleep
 from ops_support import captured_logs, metrics, sample, start_app, write_config
-from twisted.internet import ssl
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+from twisted.internet import defer, ssl
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, ResponseNeverReceived
 
 from flasfka.logs import event_as_json_line
 
@@ -266,3 +266,26 @@ async def test_broker_trouble_is_logged_through_twisted_logger_not_raw_stderr(tm
     warnings = [e for e in events if e.get("log_namespace") == "flasfka.kafka"]
     assert any("brokers are down" in e.get("error", "") for e in warnings)
     assert "%3|" not in capfd.readouterr().err  # librdkafka's own stderr format
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_cuts_requests_still_running_after_the_grace_time(broker, tmp_path):
+    config = write_config(
+        tmp_path / "flasfka.conf.py", broker.address, SHUTDOWN_GRACE=1.0, CONSUMER_TIMEOUT=10.0
+    )
+    app = await start_app(config)
+    topic, group = unique(), unique("g")
+    # A GET on a new group waits for the join (~3.6 s) and then up to CONSUMER_TIMEOUT.
+    pending = defer.ensureDeferred(get(app.url, f"/{topic}/{group}/"))
+    pending.addErrback(lambda failure: failure.value)  # the error as the result
+    await sleep(0.5)
+    assert not pending.called
+    with captured_logs() as events:
+        started = time.monotonic()
+        await app.stop()
+        took = time.monotonic() - started
+    assert 1.0 <= took < 3.0, took
+    result = await pending
+    assert isinstance(result, ResponseNeverReceived), result  # cut: no response at all
+    cut = [e for e in events if "still in flight after" in e.get("log_format", "")]
+    assert [(e["count"], e["grace"]) for e in cut] == [(1, 1.0)]
