@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import socket
 import time
 
 import pytest_twisted
@@ -19,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers import collect, get, post, post_messages, sleep
 from ops_support import captured_logs, metrics, sample, start_app, write_config
-from twisted.internet import defer, ssl
+from twisted.internet import defer, ssl, threads
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, ResponseNeverReceived
 
+from flasfka.broker import free_port
 from flasfka.logs import event_as_json_line
 
 
@@ -213,8 +215,6 @@ def _self_signed(tmp_path):
 async def test_https_listener_serves_a_round_trip(broker, tmp_path):
     from twisted.internet import reactor
 
-    from flasfka.broker import free_port
-
     key_path, cert_path = _self_signed(tmp_path)
     port = free_port()
     endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}"
@@ -245,8 +245,6 @@ async def test_https_listener_serves_a_round_trip(broker, tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_broker_trouble_is_logged_through_twisted_logger_not_raw_stderr(tmp_path, capfd):
-    from flasfka.broker import free_port
-
     nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
     with captured_logs() as events:
         app = await start_app(write_config(tmp_path / "flasfka.conf.py", nobody))
@@ -289,3 +287,38 @@ async def test_stop_cuts_requests_still_running_after_the_grace_time(broker, tmp
     assert isinstance(result, ResponseNeverReceived), result  # cut: no response at all
     cut = [e for e in events if "still in flight after" in e.get("log_format", "")]
     assert [(e["count"], e["grace"]) for e in cut] == [(1, 1.0)]
+
+
+def _exchange(port: int, path: str) -> tuple[bytes, float]:
+    """Send one keep-alive GET on a raw socket; read until the server closes (thread).
+
+    Returns everything received and when (time.monotonic()) the connection was closed.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received, time.monotonic()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_closes_idle_connections_and_answers_busy_ones_with_connection_close(
+    broker, tmp_path
+):
+    port = free_port()
+    app = await start_app(write_config(tmp_path / "flasfka.conf.py", broker.address), port=port)
+    topic, group = unique(), unique("g")
+    idle = threads.deferToThread(_exchange, port, "/healthz")
+    busy = threads.deferToThread(_exchange, port, f"/{topic}/{group}/")  # ~3.6 s join
+    await sleep(1.0)
+    assert not idle.called and not busy.called  # keep-alive: both connections stay open
+    stop = time.monotonic()
+    await app.stop()
+    idle_reply, idle_closed = await idle
+    busy_reply, _ = await busy
+    assert idle_reply.startswith(b"HTTP/1.1 200") and idle_closed - stop < 0.5
+    head, _, body = busy_reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), busy_reply
+    assert b"\r\nConnection: close" in head
+    assert b'"messages":[]' in body
