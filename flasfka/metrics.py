@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -12,6 +13,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 #: The paths of the operations endpoints, which are their own routes.
 OPS_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+
+#: Methods that are labels of their own; clients may send any token, counted as "other".
+_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -88,6 +92,7 @@ class GatewayMetrics:
             "1 while the producer has a connection to some broker, else 0.",
             registry=registry,
         )
+        self._request_children: dict[tuple[str, bytes, int], tuple[Any, Any]] = {}
         self.requests_in_flight = Gauge(
             "flasfka_http_requests_in_flight",
             "HTTP requests received and not yet answered.",
@@ -104,9 +109,19 @@ class GatewayMetrics:
     def request_done(self, method: bytes, path: bytes, status: int, seconds: float) -> None:
         """Count one answered request."""
         route = route_of(method, path)
-        verb = method.decode("ascii", "replace")
-        self._requests.labels(route, verb, str(status)).inc()
-        self._request_seconds.labels(route, verb).observe(seconds)
+        if method not in _METHODS:
+            method = b"other"
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:  # first time: a few dozen (route, method, status) at most
+            verb = method.decode()
+            counter = self._requests.labels(route, verb, str(status))
+            children = self._request_children[key] = (
+                counter,
+                self._request_seconds.labels(route, verb),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def produced(self, topic: str, count: int, seconds: float) -> None:
         """Count count messages of one POST acknowledged after seconds."""

@@ -10,7 +10,7 @@ from twisted.logger import ILogObserver, LogLevel
 from twisted.python import usage
 
 from flasfka.logs import event_as_json_line
-from flasfka.metrics import route_of
+from flasfka.metrics import GatewayMetrics, route_of
 from flasfka.tap import Options, makeService
 
 
@@ -79,3 +79,17 @@ def test_json_logging_reaches_twistd_through_the_application(tmp_path, setting, 
     makeService(options).setServiceParent(application)
     observer = application.getComponent(ILogObserver, None)
     assert (observer is not None) == json_wanted
+
+
+def test_request_metrics_keep_few_label_values_whatever_clients_send():
+    metrics = GatewayMetrics()
+    for i in range(50):
+        metrics.request_done(f"M{i}".encode(), f"/t{i}/k{i}/".encode(), 405, 0.001)
+    metrics.request_done(b"GET", b"/t/", 200, 0.002)
+    text = metrics.render().decode()
+    assert (
+        'flasfka_http_requests_total{method="other",route="/{topic}/{group}/",status="405"} 50.0'
+        in text
+    )
+    assert 'flasfka_http_requests_total{method="GET",route="/{topic}/",status="200"} 1.0' in text
+    assert "t1" not in text and "M1" not in text
