@@ -217,3 +217,26 @@ def _join_and_wait(address: str, topic: str, group: str, timeout: float) -> set[
     finally:
         consumer.close()
     return assigned
+
+
+@pytest_twisted.ensureDeferred
+async def test_flasfka_serve_logs_json_lines_from_the_config_and_exits_0_on_sigterm(
+    broker, tmp_path
+):
+    port = free_port()
+    config = write_config(tmp_path / "flasfka.conf.py", broker.address, LOG_FORMAT="json")
+    log_path = tmp_path / "stdout.log"
+    process = spawn(["flasfka-serve", "--config", str(config), "-p", str(port)], log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(url, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await wait_exit(process, 30)
+    output = log_path.read_text()
+    assert code == 0, output
+    records = [json.loads(line) for line in output.splitlines()]
+    assert {"time", "level", "namespace", "message"} <= set(records[0])
+    assert any(r["message"] == f"flasfka listening on {url}" for r in records)
+    ready = [r for r in records if r.get("path") == "/readyz" and r.get("status") == 200]
+    assert ready and ready[0]["namespace"] == "flasfka.access" and ready[0]["method"] == "GET"
