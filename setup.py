@@ -21,8 +21,9 @@ setup(
     packages=["flasfka", "twisted.plugins"],
     package_data={"twisted.plugins": ["flasfka_plugin.py"]},
     install_requires=[
-        # the event loop, HTTP server, twistd and its plugin system
-        "Twisted>=24.7.0",
+        # the event loop, HTTP server, twistd and its plugin system; [tls] (pyOpenSSL,
+        # service_identity) for HTTPS listeners given as endpoint strings (ssl:443:...)
+        "Twisted[tls]>=24.7.0",
         # routing on top of twisted.web
         "klein>=24.8.0",
         # the Kafka client: librdkafka, Kafka 4.x protocol, TLS/SASL, produce_batch
@@ -40,6 +41,8 @@ setup(
             "pytest>=8.0",
             "pytest-twisted>=1.14.0",
             "treq>=24.9.0",
+            # test certificates for the HTTPS listener test
+            "cryptography>=42.0.0",
             "hypothesis>=6.100.0",
             "ruff>=0.6.0",
         ],

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from twisted.application.service import IService
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 
+from flasfka.logs import stdout_observer
 from flasfka.tap import Options, makeService
 
 log = Logger(namespace="flasfka")
@@ -33,12 +33,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     from twisted.internet import reactor
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     try:
-        service: IService = makeService(options, reactor)
+        service = makeService(options, reactor)
     except usage.UsageError as e:
         print(f"flasfka-serve: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    # Events logged so far are buffered by twisted.logger and written now.
+    globalLogBeginner.beginLoggingTo(
+        [stdout_observer(service.log_format)], redirectStandardIO=False
+    )
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

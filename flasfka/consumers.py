@@ -59,7 +59,7 @@ class ConsumerRegistry:
         """Close the consumers that served no GET for idle_timeout seconds."""
         now = self._reactor.seconds()
         for ids, consumer in list(self._consumers.items()):
-            if now - consumer.last_used >= self._idle_timeout:
+            if not consumer.waiting and now - consumer.last_used >= self._idle_timeout:
                 log.info(
                     "consumer {group}/{topic} idle for {idle:.0f} s: closing",
                     group=ids[1],

@@ -9,7 +9,7 @@ from twisted.logger import Logger
 
 from flasfka.config import Config
 from flasfka.consumers import ConsumerRegistry
-from flasfka.errors import PayloadTooLarge, Unavailable
+from flasfka.errors import GatewayError, PayloadTooLarge, Unavailable
 from flasfka.kafka import (
     GroupConsumer,
     KafkaProducer,
@@ -18,6 +18,8 @@ from flasfka.kafka import (
     RunBlocking,
     TopicAdmin,
 )
+from flasfka.logs import RdkafkaLogBridge
+from flasfka.metrics import GatewayMetrics
 
 log = Logger(namespace="flasfka.gateway")
 
@@ -56,13 +58,24 @@ def client_settings(config: Config) -> tuple[dict[str, Any], dict[str, Any], dic
 class Gateway:
     """Produces and consumes for the web layer; owns the producer, admin and consumers."""
 
-    def __init__(self, reactor: ReactorLike, config: Config, run_blocking: RunBlocking) -> None:
+    def __init__(
+        self,
+        reactor: ReactorLike,
+        config: Config,
+        run_blocking: RunBlocking,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self._reactor = reactor
         self._config = config
         self._run_blocking = run_blocking
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
         self._producer_settings, self._consumer_settings, self._admin_settings = client_settings(
             config
         )
+        # librdkafka's log lines go through twisted.logger, not raw to stderr.
+        rdkafka_log = RdkafkaLogBridge(reactor.callFromThread)
+        for settings in (self._producer_settings, self._consumer_settings, self._admin_settings):
+            settings.setdefault("logger", rdkafka_log)
         self._message_max_bytes = int(
             self._producer_settings.get("message.max.bytes", _DEFAULT_MESSAGE_MAX_BYTES)
         )
@@ -72,6 +85,13 @@ class Gateway:
             reactor, self._new_consumer, config.MAX_CONSUMERS, config.CONSUMER_IDLE_TIMEOUT
         )
         self.stopping = False
+        #: Why the last POST failed although the producer was connected (None after a success).
+        self.produce_stalled: str | None = None
+        self.produce_stalled_at = 0.0
+        self.metrics.watch(
+            consumers_open=lambda: len(self.consumers),
+            broker_connected=lambda: int(self.producer is not None and self.producer.connected),
+        )
 
     def start(self) -> None:
         """Create the Kafka clients (after twistd forked: librdkafka threads do not survive it)."""
@@ -116,12 +136,22 @@ class Gateway:
                 )
         if not values:
             return
-        ensuring = self.admin.ensure(topic)
-        if ensuring is not None:
-            await ensuring
-        # A POST without a key goes to one partition, so its messages are read in order.
-        partition = -1 if key is not None else random.randrange(self.admin.partitions(topic))
-        await self.producer.send(topic, values, key, partition)
+        started = self._reactor.seconds()
+        try:
+            ensuring = self.admin.ensure(topic)
+            if ensuring is not None:
+                await ensuring
+            # A POST without a key goes to one partition, so its messages are read in order.
+            partition = -1 if key is not None else random.randrange(self.admin.partitions(topic))
+            await self.producer.send(topic, values, key, partition)
+        except GatewayError as e:
+            self.metrics.produce_failed(topic, e.status)
+            if isinstance(e, Unavailable) and self.producer.connected:
+                self.produce_stalled = e.message
+                self.produce_stalled_at = self._reactor.seconds()
+            raise
+        self.produce_stalled = None
+        self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
 
     async def fetch(self, topic: str, group: str, limit: int) -> list[Message]:
         """Up to limit messages of topic for group, committed before they are returned."""
@@ -133,7 +163,9 @@ class Gateway:
         consumer = self.consumers.get(topic, group)
         config = self._config
         await consumer.wait_for(limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT)
-        return await consumer.consume(limit)
+        records = await consumer.consume(limit)
+        self.metrics.consumed(topic, len(records))
+        return records
 
     async def stop(self, timeout: float) -> None:
         """Refuse new work, close every consumer, then flush and stop the producer."""

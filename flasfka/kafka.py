@@ -171,6 +171,8 @@ class KafkaProducer:
         self.connected = False
         #: The last connection problem librdkafka reported, for /readyz and errors.
         self.last_error: str | None = None
+        #: A fatal error (e.g. of the idempotent producer): the producer cannot send any more.
+        self.fatal_error: str | None = None
         #: Called in the reactor with (topic, count) after messages were acknowledged.
         self.on_produced: Callable[[str, int], None] = lambda topic, count: None
 
@@ -196,15 +198,27 @@ class KafkaProducer:
 
     def _record_error(self, error: KafkaError) -> None:
         self.last_error = _describe(error)
+        if error.fatal():
+            self.fatal_error = self.last_error
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
-            self.connected = False
+            self._set_connected(False)
         log.warn("Kafka producer: {error}", error=self.last_error)
+
+    def _set_connected(self, up: bool) -> None:
+        """Track the connection state; log each change (reactor thread)."""
+        if up == self.connected:
+            return
+        self.connected = up
+        if up:
+            log.info("Kafka producer connected to the broker")
+        else:
+            log.warn("Kafka producer lost its connection to every broker")
 
     def _on_stats(self, stats_json: str) -> None:
         """librdkafka's statistics callback (poll thread): track the connection state."""
         brokers = orjson.loads(stats_json).get("brokers", {})
         up = any(broker.get("state") == "UP" for broker in brokers.values())
-        self._reactor.callFromThread(setattr, self, "connected", up)
+        self._reactor.callFromThread(self._set_connected, up)
 
     def send(
         self, topic: str, values: list[bytes], key: bytes | None, partition: int = -1
@@ -316,6 +330,7 @@ class TopicAdmin:
 
     def _ensure_blocking(self, topic: str) -> int:
         """Create or look up topic (pool thread); return its partition count."""
+        self._client().poll(0)  # serve queued log lines
         what = f"topic {topic!r}"
         if self._auto_create:
             new = NewTopic(
@@ -362,8 +377,10 @@ class TopicAdmin:
         """Fire if the broker answers a metadata request within timeout, else fail."""
 
         def list_topics() -> None:
+            admin = self._client()
+            admin.poll(0)  # serve queued log lines
             try:
-                self._client().list_topics(timeout=timeout)
+                admin.list_topics(timeout=timeout)
             except KafkaException as e:
                 raise Unavailable(f"broker unreachable: {_describe(e)}") from None
 
@@ -420,6 +437,8 @@ class GroupConsumer:
         self._pending: set[Deferred[Any]] = set()
         self.failure: str | None = None
         self.last_used = reactor.seconds()
+        #: GETs waiting in wait_for(); the consumer is not idle while there are any.
+        self.waiting = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -653,12 +672,16 @@ class GroupConsumer:
     async def wait_for(self, limit: int, timeout: float, join_timeout: float) -> None:
         """Wait until limit messages are buffered, or the join and then timeout have passed."""
         self.last_used = self._reactor.seconds()
-        if not self.caught_up:
-            await self._wait_until(
-                lambda: self.caught_up or len(self._buffer) >= limit, join_timeout
-            )
-        if timeout > 0:
-            await self._wait_until(lambda: len(self._buffer) >= limit, timeout)
+        self.waiting += 1  # not idle while a GET waits, however long the join takes
+        try:
+            if not self.caught_up:
+                await self._wait_until(
+                    lambda: self.caught_up or len(self._buffer) >= limit, join_timeout
+                )
+            if timeout > 0:
+                await self._wait_until(lambda: len(self._buffer) >= limit, timeout)
+        finally:
+            self.waiting -= 1
         self.last_used = self._reactor.seconds()
         if self.failure:
             raise Unavailable(f"consumer {self.group}/{self.topic}: {self.failure}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -13,31 +13,12 @@ from twisted.python.threadpool import ThreadPool
 
 from flasfka.config import Config
 from flasfka.gateway import Gateway
+from flasfka.metrics import GatewayMetrics
 
 log = Logger(namespace="flasfka.service")
 
 #: Threads for commits, admin requests and the final flush (consumers poll on their own).
 _POOL_THREADS = 8
-
-
-class OrderedMultiService(MultiService):
-    """A MultiService that stops its children one at a time, last started first.
-
-    Twisted's MultiService stops them all at once; flasfka needs the listener closed before
-    the Kafka clients stop, and those stopped before the embedded broker.
-    """
-
-    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
-        """Stop each child after the one started after it has stopped."""
-        Service.stopService(self)
-        return ensureDeferred(self._stop_in_order())
-
-    async def _stop_in_order(self) -> None:
-        for child in reversed(list(self)):
-            try:
-                await maybeDeferred(child.stopService)
-            except Exception:
-                log.failure("stopping {service}", service=child)
 
 
 class KafkaService(Service):
@@ -49,11 +30,13 @@ class KafkaService(Service):
 
     name = "kafka"
 
-    def __init__(self, reactor, config: Config) -> None:
+    def __init__(self, reactor, config: Config, metrics: GatewayMetrics | None = None) -> None:
         self._reactor = reactor
         self._config = config
         self._pool = ThreadPool(minthreads=0, maxthreads=_POOL_THREADS, name="flasfka-kafka")
-        self.gateway = Gateway(reactor, config, partial(deferToThreadPool, reactor, self._pool))
+        self.gateway = Gateway(
+            reactor, config, partial(deferToThreadPool, reactor, self._pool), metrics
+        )
         self._expiry = LoopingCall(self.gateway.consumers.expire_idle)
         self._expiry.clock = reactor
 
@@ -64,7 +47,13 @@ class KafkaService(Service):
         self.gateway.start()
         interval = min(self._config.CONSUMER_IDLE_TIMEOUT / 4, 10.0)
         self._expiry.start(interval, now=False)
-        log.info("Kafka brokers: {hosts}", hosts=",".join(self._config.HOSTS))
+        kafka = self._config.KAFKA_CONFIG
+        log.info(
+            "Kafka brokers: {hosts} (security.protocol={protocol}, sasl.mechanism={mechanism})",
+            hosts=",".join(self._config.HOSTS),
+            protocol=kafka.get("security.protocol", "plaintext"),
+            mechanism=kafka.get("sasl.mechanism", kafka.get("sasl.mechanisms", "-")),
+        )
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
         """Close consumers (leaving their groups), flush the producer, stop the pool."""

@@ -167,10 +167,18 @@ class GatewayRequest(server.Request):
         super().process()
 
 
-def make_site(resource: IResource, max_body_size: int, idle_timeout: float) -> server.Site:
-    """A Site serving resource with flasfka's request class and connection timeout."""
+def make_site(
+    resource: IResource,
+    max_body_size: int,
+    idle_timeout: float,
+    site_class: type[server.Site] = server.Site,
+    **site_options: Any,
+) -> server.Site:
+    """A Site (of site_class, given site_options) with flasfka's request class and timeout."""
     request_factory = type("FlasfkaRequest", (GatewayRequest,), {"max_body_size": max_body_size})
-    site = server.Site(resource, requestFactory=request_factory, timeout=idle_timeout)
+    site = site_class(
+        resource, requestFactory=request_factory, timeout=idle_timeout, **site_options
+    )
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -1,0 +1,113 @@
+"""Log output: text or one JSON object per line, and librdkafka's own log lines.
+
+twistd picks the JSON observer with ``twistd --logger flasfka.logs.json_stdout_observer``,
+or from ``LOG_FORMAT = "json"`` in the config (see ``flasfka.tap``); ``flasfka-serve`` with
+``--log-format json`` or the same config key.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import orjson
+from twisted.logger import (
+    FileLogObserver,
+    ILogObserver,
+    Logger,
+    LogLevel,
+    formatEvent,
+    textFileLogObserver,
+)
+
+#: Log formats LOG_FORMAT and --log-format accept.
+LOG_FORMATS = ("text", "json")
+
+_LEVELS = {
+    LogLevel.debug: "debug",
+    LogLevel.info: "info",
+    LogLevel.warn: "warning",
+    LogLevel.error: "error",
+    LogLevel.critical: "critical",
+}
+
+
+_BASE_KEYS = ("time", "level", "namespace", "message")
+
+
+def _json_default(value: Any) -> str:
+    return repr(value)
+
+
+def event_as_json_line(event: dict[str, Any]) -> str:
+    """One log event as a compact JSON line: time, level, namespace, message, its fields."""
+    record: dict[str, Any] = {
+        "time": datetime.fromtimestamp(event.get("log_time", 0), timezone.utc).isoformat(),
+        "level": _LEVELS.get(event.get("log_level"), "info"),
+        "namespace": event.get("log_namespace", "-"),
+        "message": formatEvent(event),
+    }
+    for key, value in event.items():
+        if not key.startswith(("log_", "_")) and key not in record and key != "format":
+            record[key] = value
+    failure = event.get("log_failure")
+    if failure is not None:
+        record["traceback"] = failure.getTraceback()
+    try:
+        return orjson.dumps(record, default=_json_default).decode() + "\n"
+    except TypeError:  # e.g. an integer over 64 bits: keep the line, drop the fields
+        return orjson.dumps({k: record[k] for k in _BASE_KEYS}).decode() + "\n"
+
+
+def json_file_observer(out: IO[str]) -> ILogObserver:
+    """An observer writing one JSON object per line to out (e.g. stdout for journald)."""
+    return FileLogObserver(out, event_as_json_line)
+
+
+def json_stdout_observer() -> ILogObserver:
+    """The JSON observer on stdout (for ``twistd --logger``)."""
+    return json_file_observer(sys.stdout)
+
+
+def stdout_observer(log_format: str) -> ILogObserver:
+    """The observer on stdout for log_format ("text" or "json")."""
+    if log_format == "json":
+        return json_stdout_observer()
+    return textFileLogObserver(sys.stdout)
+
+
+class RdkafkaLogBridge:
+    """A confluent-kafka ``logger``: librdkafka's log lines into twisted.logger.
+
+    librdkafka calls ``log(level, fmt, *args)`` from whichever thread serves the client's
+    queue (a poll thread); the line is handed to the reactor thread.
+    """
+
+    def __init__(self, call_from_thread: Callable[..., None]) -> None:
+        self._call = call_from_thread
+        self._log = Logger(namespace="flasfka.librdkafka")
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        """Called by confluent-kafka with a Python logging level and a %-format."""
+        try:
+            facility, client, text = args
+        except ValueError:
+            facility, client, text = "-", "-", fmt % args if args else fmt
+        if level >= logging.WARNING:
+            # librdkafka retries by itself: even its "error" lines are a degraded state
+            emit = self._log.warn
+        elif level >= logging.INFO:
+            emit = self._log.info
+        else:
+            emit = self._log.debug
+        self._call(
+            emit,
+            "librdkafka {facility} {client}: {text}",
+            facility=facility,
+            client=client,
+            text=text,
+            rdkafka_level=logging.getLevelName(level).lower(),
+        )
