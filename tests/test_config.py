@@ -97,3 +97,33 @@ def test_bad_config_stops_startup_with_one_clear_line(tmp_path, text, says):
     assert len(lines) == 1, result.stderr
     assert path in lines[0] or "config error" in lines[0]
     assert says in lines[0]
+
+
+def readme_literal_blocks() -> list[str]:
+    """The indented literal blocks of README.rst (after a line ending in '::')."""
+    from pathlib import Path
+
+    lines = (Path(__file__).resolve().parent.parent / "README.rst").read_text().splitlines()
+    blocks, current, inside = [], [], False
+    for line in [*lines, "end"]:
+        if inside and (not line.strip() or line.startswith("    ")):
+            current.append(line[4:])
+            continue
+        if current:
+            blocks.append("\n".join(current).strip() + "\n")
+            current = []
+        inside = line.rstrip().endswith("::")
+    return blocks
+
+
+def test_every_config_example_in_the_readme_loads(tmp_path, monkeypatch):
+    import re
+
+    python = re.compile(r"(# |import |[A-Z_]+ = )")
+    examples = [b for b in readme_literal_blocks() if python.match(b) and "HOSTS = " in b]
+    assert len(examples) >= 3
+    monkeypatch.setenv("KAFKA_API_KEY", "key")
+    monkeypatch.setenv("KAFKA_API_SECRET", "secret")
+    for example in examples:
+        config = load_config(write(tmp_path, example))
+        assert config.HOSTS
