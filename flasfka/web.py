@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 from klein import Klein
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
@@ -167,10 +168,74 @@ class GatewayRequest(server.Request):
         super().process()
 
 
+class GatewayChannel(http.HTTPChannel):
+    """An HTTPChannel that gives each request a total deadline to arrive.
+
+    HTTPChannel's idle timeout restarts on every byte, so a client sending its headers or
+    body one byte a second (slowloris) would hold the connection forever. Here a request's
+    head and body must arrive within request_timeout seconds of its first byte, else the
+    client gets 408 and the connection is closed. A client that stops reading its response
+    is cut by the idle timeout, then aborted after abortTimeout seconds.
+    """
+
+    request_timeout = 60.0
+    _deadline: IDelayedCall | None = None
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        """Start the request's deadline with its first byte."""
+        if self._deadline is None and not self._handlingRequest:
+            self._deadline = self.callLater(self.request_timeout, self._too_slow)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:  # noqa: N802 (Twisted's name)
+        """The request arrived in time: stop its deadline."""
+        self._stop_deadline()
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted's name)
+        """Stop the deadline with the connection."""
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self._handlingRequest:
+            return
+        self._log.info("request not received in time from {peer}", peer=self.transport.getPeer())
+        body = orjson.dumps(
+            {
+                "error": f"the request did not arrive within {self.request_timeout:g} s "
+                "(HTTP_IDLE_TIMEOUT)",
+                "status": 408,
+            }
+        )
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\n" + VERSION_HEADER + b": " + __version__.encode() + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self.timeoutConnection()
+
+
 def make_site(resource: IResource, max_body_size: int, idle_timeout: float) -> server.Site:
-    """A Site serving resource with flasfka's request class and connection timeout."""
+    """A Site serving resource with flasfka's request and channel classes and timeouts.
+
+    idle_timeout (HTTP_IDLE_TIMEOUT) bounds both the idle time of a connection and the time
+    a request may take to arrive; a client that stops reading is aborted after as long again.
+    """
     request_factory = type("FlasfkaRequest", (GatewayRequest,), {"max_body_size": max_body_size})
     site = server.Site(resource, requestFactory=request_factory, timeout=idle_timeout)
+    site.protocol = type(
+        "FlasfkaChannel",
+        (GatewayChannel,),
+        {"request_timeout": idle_timeout, "abortTimeout": idle_timeout},
+    )
     site.displayTracebacks = False
     site.noisy = False
     return site
