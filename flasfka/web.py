@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from werkzeug.routing import PathConverter
 
 from flasfka import __version__
 from flasfka.errors import GatewayError
@@ -52,10 +53,22 @@ def json_error(request: IRequest, error: GatewayError) -> bytes:
     return orjson.dumps({"error": error.message, "status": error.status})
 
 
+class TextConverter(PathConverter):
+    """A key or group in the path: any characters once percent-decoded, '/' and newlines too.
+
+    werkzeug's path converter stops at a newline ('.' without DOTALL), so a key holding
+    %0A got 404.
+    """
+
+    regex = "(?s:.+?)"
+    part_isolating = False
+
+
 class FlasfkaWeb:
     """The Klein application: POST and GET on topics, over a Gateway."""
 
     app = Klein()
+    app.url_map.converters["text"] = TextConverter
 
     def __init__(self, gateway: Gateway, default_group: str, default_limit: int, max_limit: int):
         self._gateway = gateway
@@ -76,7 +89,7 @@ class FlasfkaWeb:
         """POST /{topic}/: send the body's messages, 204 once all are acknowledged."""
         return await self._post(request, topic, None)
 
-    @app.route("/<topic>/<path:key>/", methods=["POST"])
+    @app.route("/<topic>/<text:key>/", methods=["POST"])
     async def post_keyed(self, request: IRequest, topic: str, key: str) -> bytes:
         """POST /{topic}/{key}/: the same, every message with this record key."""
         return await self._post(request, topic, key.encode())
@@ -93,7 +106,7 @@ class FlasfkaWeb:
         """GET /{topic}/: the next messages for the default group."""
         return await self._get(request, topic, self._default_group)
 
-    @app.route("/<topic>/<path:group>/", methods=["GET"])
+    @app.route("/<topic>/<text:group>/", methods=["GET"])
     async def get_group(self, request: IRequest, topic: str, group: str) -> bytes:
         """GET /{topic}/{group}/: the next messages for a named group."""
         return await self._get(request, topic, group)
@@ -203,24 +216,45 @@ class GatewayChannel(http.HTTPChannel):
                 self._deadline.cancel()
             self._deadline = None
 
+    def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802 (Twisted's name)
+        """Answer a request HTTP cannot parse with 400 and a JSON body, then close."""
+        self._answer(400, "Bad Request", "the request is not valid HTTP/1.1")
+        self.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
+        """Answer a request line or header over the line limit with 431, then close."""
+        self._answer(
+            431,
+            "Request Header Fields Too Large",
+            f"a request line or header is over {self.MAX_LENGTH} bytes",
+        )
+        self.loseConnection()
+
+    def _answer(self, status: int, reason: str, message: str) -> None:
+        body = orjson.dumps({"error": message, "status": status})
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n" % (status, reason.encode())
+            + b"Connection: close\r\n"
+            + VERSION_HEADER
+            + b": "
+            + __version__.encode()
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+
     def _too_slow(self) -> None:
         self._deadline = None
         if self._handlingRequest:
             return
         self._log.info("request not received in time from {peer}", peer=self.transport.getPeer())
-        body = orjson.dumps(
-            {
-                "error": f"the request did not arrive within {self.request_timeout:g} s "
-                "(HTTP_IDLE_TIMEOUT)",
-                "status": 408,
-            }
+        self._answer(
+            408,
+            "Request Timeout",
+            f"the request did not arrive within {self.request_timeout:g} s (HTTP_IDLE_TIMEOUT)",
         )
-        self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\n" + VERSION_HEADER + b": " + __version__.encode() + b"\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        )
-        self.timeoutConnection()
+        self.timeoutConnection()  # close, and abort if the client does not read
 
 
 def make_site(resource: IResource, max_body_size: int, idle_timeout: float) -> server.Site:

@@ -27,7 +27,7 @@ def read_response(sock: socket.socket, timeout: float) -> bytes:
         if not chunk:
             break
         data += chunk
-        head, sep, body = data.partition(b"\r\n\r\n")
+        head, sep, body = final(data).partition(b"\r\n\r\n")
         if sep:
             length = [
                 int(line.split(b":", 1)[1])
@@ -35,6 +35,8 @@ def read_response(sock: socket.socket, timeout: float) -> bytes:
                 if line.lower().startswith(b"content-length:")
             ]
             if length and len(body) >= length[0]:
+                break
+            if b"transfer-encoding: chunked" in head.lower() and body.endswith(b"0\r\n\r\n"):
                 break
     return data
 
@@ -49,17 +51,35 @@ def exchange(url: str, raw: bytes, timeout: float = 10.0) -> bytes:
         return read_response(sock, timeout)
 
 
+def final(response: bytes) -> bytes:
+    """The response without the interim 1xx responses before it (100 Continue)."""
+    while response.startswith(b"HTTP/1.1 1"):
+        response = response.partition(b"\r\n\r\n")[2]
+    return response
+
+
 def status_of(response: bytes) -> int:
     """The status code of a raw HTTP response (0 if there is none)."""
-    parts = response.split(b" ", 2)
+    parts = final(response).split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
         return 0
     return int(parts[1])
 
 
 def body_of(response: bytes) -> bytes:
-    """The body of a raw HTTP response."""
-    return response.partition(b"\r\n\r\n")[2]
+    """The body of a raw HTTP response, de-chunked if it is chunked."""
+    head, _, body = final(response).partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" not in head.lower():
+        return body
+    data = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        data += rest[:size]
+        body = rest[size + 2 :]
+    return data
 
 
 def send_until_answered(url: str, head: bytes, chunk: bytes, most: int) -> tuple[int, bytes]:
