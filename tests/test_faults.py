@@ -82,6 +82,19 @@ async def until_post_succeeds(url: str, topic: str, timeout: float) -> list[Outc
     raise AssertionError(f"no POST succeeded within {timeout} s after the broker came back")
 
 
+async def read_group(url: str, topic: str, group: str, expected: set[str]) -> list[str]:
+    """GET as group until every expected message arrived (or 30 s passed); all seen."""
+    from twisted.internet import reactor
+
+    seen: list[str] = []
+    deadline = reactor.seconds() + 30.0
+    while reactor.seconds() < deadline and not expected <= set(seen):
+        status, body, _ = await get(url, f"/{topic}/{group}/?limit=1000")
+        assert status == 200, body
+        seen += body["messages"]
+    return seen
+
+
 @pytest.fixture
 def own_broker():
     """A broker of this test's own, which it may kill and restart."""
@@ -108,6 +121,10 @@ async def test_broker_loss_during_posts_and_recovery(own_broker, make_server):
     assert before and all(o.status == 204 for o in before), before
     stored = {value.decode() for _, value in await read_topic(own_broker.address, topic)}
     assert {o.message for o in before} <= stored
+    # A consumer that was a group member before the kill.
+    member = unique("g")
+    seen = await read_group(server.url, topic, member, {o.message for o in before})
+    assert {o.message for o in before} <= set(seen)
 
     # The kill, with POSTs in flight: each ends in 204 or 503 + Retry-After, none hangs.
     stop = [False]
@@ -146,11 +163,8 @@ async def test_broker_loss_during_posts_and_recovery(own_broker, make_server):
     stored = {value.decode() for _, value in await read_topic(own_broker.address, topic)}
     assert {o.message for o in after} <= stored
     expected = {o.message for o in after} | {attempts[-1].message}
-    group = unique("g")
-    seen: list[str] = []
-    deadline = reactor.seconds() + 30.0
-    while reactor.seconds() < deadline and not expected <= set(seen):
-        status, body, _ = await get(server.url, f"/{topic}/{group}/?limit=1000")
-        assert status == 200, body
-        seen += body["messages"]
-    assert expected <= set(seen)
+    # A new group, and the member from before the kill (the broker forgot the group and its
+    # offsets), both read what was posted after the restart.
+    for group in (unique("g"), member):
+        seen = await read_group(server.url, topic, group, expected)
+        assert expected <= set(seen), (group, expected - set(seen))
