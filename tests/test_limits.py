@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest_twisted
 import treq
 from conftest import unique
-from helpers import get, post, post_messages, read_topic
-from rawhttp import body_of, dribble, exchange, send_until_answered, status_of
+from helpers import get, post, post_messages, read_topic, sleep
+from rawhttp import address, body_of, dribble, exchange, send_until_answered, status_of
 from twisted.internet import defer, threads
 
 
@@ -122,3 +124,47 @@ async def test_consumer_count_and_get_size_are_bounded(make_server):
     response = await treq.get(running.url + f"/{topic}/one/?limit=5")
     assert response.code == 200
     await response.content()
+
+
+def _never_read(url: str, path: str, seconds: float) -> tuple[int, bool]:
+    """GET path with a tiny receive window, read nothing for seconds, then read what is left.
+
+    Returns (bytes received, whether the server cut the connection).
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address(url))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(seconds)
+    sock.settimeout(2.0)
+    received, cut = 0, False
+    try:
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                cut = True
+                break
+            received += len(chunk)
+    except ConnectionResetError:
+        cut = True
+    except TimeoutError:
+        pass
+    sock.close()
+    return received, cut
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_never_reads_is_cut_and_others_are_served(make_server):
+    running = await make_server(HTTP_IDLE_TIMEOUT=1.5, CONSUMER_MAX_LIMIT=10000)
+    topic = unique()
+    value = "v" * 1000
+    for _ in range(4):
+        await post_messages(running.url, f"/{topic}/", [value] * 1500)
+    # About 6 MB of answer, to a client that never reads: more than the socket buffers hold.
+    reading = threads.deferToThread(_never_read, running.url, f"/{topic}/?limit=6000", 10.0)
+    for i in range(10):
+        await sleep(0.5)
+        await post_messages(running.url, f"/{topic}/", [f"other {i}"])
+    received, cut = await reading
+    assert cut, received
+    assert received < 6000 * 1000, received
