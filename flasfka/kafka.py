@@ -84,6 +84,23 @@ _PRODUCER_STATE_CODES = frozenset(
 )
 
 
+#: Errors of a group whose coordinator is away or which is rebalancing: a commit can succeed
+#: once it is back or the rebalance is over.
+_GROUP_STATE_CODES = frozenset(
+    {
+        KafkaError._WAIT_COORD,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._STATE,
+    }
+)
+
+
 class ReactorLike(Protocol):
     """The reactor methods this module uses."""
 
@@ -129,6 +146,11 @@ def _gateway_error(error: KafkaError, what: str, reachable: bool, timeout: float
             return Unavailable(f"{what}: the broker did not acknowledge within {timeout:g} s")
         return Unavailable(
             f"{what}: the broker cannot be reached (nothing acknowledged within {timeout:g} s)"
+        )
+    if code in _GROUP_STATE_CODES:
+        return Unavailable(
+            f"{what}: the group's coordinator is unavailable or the group is rebalancing "
+            f"({error.str()}); try again"
         )
     if code in _UNREACHABLE_CODES or error.retriable():
         return Unavailable(f"{what}: the broker cannot be reached ({error.str()})")
