@@ -8,9 +8,13 @@ from dataclasses import dataclass
 import pytest
 import pytest_twisted
 import treq
+from confluent_kafka import KafkaError
 from conftest import Broker, unique
 from helpers import get, read_topic, sleep
 from twisted.internet import defer, threads
+
+from flasfka.errors import Unavailable
+from flasfka.kafka import _gateway_error
 
 #: PRODUCE_TIMEOUT of the server under test; no POST may take much longer.
 PRODUCE_TIMEOUT = 3.0
@@ -190,3 +194,22 @@ async def test_broker_loss_during_posts_and_recovery(own_broker, make_server):
     for group in (unique("g"), member):
         seen = await read_group(server.url, topic, group, expected)
         assert expected <= set(seen), (group, expected - set(seen))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError._FATAL,
+        KafkaError._WAIT_COORD,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._MSG_TIMED_OUT,
+    ],
+)
+def test_temporary_kafka_errors_are_503(code):
+    error = _gateway_error(KafkaError(code), "produce to 't'", True, 3.0)
+    assert isinstance(error, Unavailable), error
+    assert error.headers()["Retry-After"].isdigit()
