@@ -83,7 +83,7 @@ async def test_two_gateways_share_a_group(make_server):
             both.extend(body["messages"])
             await sleep(pause if body["messages"] else 0.1)
 
-    readers = [defer.ensureDeferred(reader(first.url, seen_first, 0.2))]
+    readers = [defer.ensureDeferred(reader(first.url, seen_first, 0.3))]
     while not seen_first and reactor.seconds() < deadline:
         await sleep(0.1)
     readers.append(defer.ensureDeferred(reader(second.url, seen_second, 0.0)))
