@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -46,6 +47,8 @@ RunBlocking = Callable[..., Deferred]
 
 #: How long a poll thread blocks in librdkafka before it looks at its stop flag again.
 _POLL_SECONDS = 0.1
+#: Seconds past message.timeout.ms after which a POST stops waiting for its delivery reports.
+_DELIVERY_SLACK = 5.0
 #: Most messages a consumer thread hands to the reactor in one call.
 _CONSUME_BATCH = 1000
 #: How long an idle consumer thread waits for a command before it consumes again.
@@ -64,6 +67,36 @@ _UNREACHABLE_CODES = frozenset(
         KafkaError.NETWORK_EXCEPTION,
         KafkaError._PURGE_QUEUE,
         KafkaError._PURGE_INFLIGHT,
+    }
+)
+
+
+#: Errors of an idempotent producer whose state the broker lost (e.g. a restarted broker):
+#: librdkafka raises a fatal error and flasfka replaces the producer.
+_PRODUCER_STATE_CODES = frozenset(
+    {
+        KafkaError._FATAL,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.PRODUCER_FENCED,
+    }
+)
+
+
+#: Errors of a group whose coordinator is away or which is rebalancing: a commit can succeed
+#: once it is back or the rebalance is over.
+_GROUP_STATE_CODES = frozenset(
+    {
+        KafkaError._WAIT_COORD,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._STATE,
     }
 )
 
@@ -103,11 +136,21 @@ def _describe(error: BaseException | KafkaError) -> str:
 def _gateway_error(error: KafkaError, what: str, reachable: bool, timeout: float) -> GatewayError:
     """Map a librdkafka error to the HTTP error a client sees."""
     code = error.code()
+    if error.fatal() or code in _PRODUCER_STATE_CODES:
+        return Unavailable(
+            f"{what}: the Kafka client hit a fatal error ({error.str()}); it is being "
+            "replaced, try again"
+        )
     if code in (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT):
         if reachable:
             return Unavailable(f"{what}: the broker did not acknowledge within {timeout:g} s")
         return Unavailable(
             f"{what}: the broker cannot be reached (nothing acknowledged within {timeout:g} s)"
+        )
+    if code in _GROUP_STATE_CODES:
+        return Unavailable(
+            f"{what}: the group's coordinator is unavailable or the group is rebalancing "
+            f"({error.str()}); try again"
         )
     if code in _UNREACHABLE_CODES or error.retriable():
         return Unavailable(f"{what}: the broker cannot be reached ({error.str()})")
@@ -173,24 +216,71 @@ class KafkaProducer:
         self.last_error: str | None = None
         #: A fatal error (e.g. of the idempotent producer): the producer cannot send any more.
         self.fatal_error: str | None = None
+        #: How many producers were replaced after a fatal error.
+        self.replaced = 0
         #: Called in the reactor with (topic, count) after messages were acknowledged.
         self.on_produced: Callable[[str, int], None] = lambda topic, count: None
 
     def start(self) -> None:
         """Create the producer and start its poll thread."""
-        self._producer = Producer(self._settings)
         self._running = True
+        self._start_producer()
+
+    def _start_producer(self) -> None:
+        """Create a Producer and the thread that polls it (reactor thread)."""
+        producer = self._producer = Producer(self._settings)
         self._thread = threading.Thread(
-            target=self._poll_loop, name="flasfka-producer-poll", daemon=True
+            target=self._poll_loop, args=(producer,), name="flasfka-producer-poll", daemon=True
         )
         self._thread.start()
 
-    def _poll_loop(self) -> None:
-        """Serve delivery reports, errors and statistics (poll thread)."""
-        producer = self._producer
-        assert producer is not None
-        while self._running:
-            producer.poll(_POLL_SECONDS)
+    def _poll_loop(self, producer: Producer) -> None:
+        """Serve delivery reports, errors and statistics of producer (its poll thread).
+
+        A fatal error (e.g. UNKNOWN_PRODUCER_ID once a broker lost the idempotent producer's
+        state) makes the producer unusable: the reactor replaces it, and this thread fails
+        what the old one still holds, so that every waiting POST gets its answer.
+        """
+        call = self._reactor.callFromThread
+        failed = False
+        while self._running and producer is self._producer and not failed:
+            try:
+                producer.poll(_POLL_SECONDS)
+            except KafkaException as e:
+                error = e.args[0] if e.args else None
+                if isinstance(error, KafkaError) and error.fatal():
+                    call(self._replace, producer, _describe(error))
+                    failed = True
+                else:
+                    call(log.warn, "Kafka producer poll: {e}", e=_describe(e))
+            except Exception as e:  # a callback raised: keep serving the other reports
+                call(log.warn, "Kafka producer poll: {e}", e=e)
+        # A failed or replaced producer is purged; on stop() the producer is flushed instead.
+        if failed or (self._running and producer is not self._producer):
+            self._drain(producer)
+
+    def _drain(self, producer: Producer) -> None:
+        """Purge a replaced producer and serve its last delivery reports (its poll thread)."""
+        deadline = time.monotonic() + self._timeout + 5
+        try:
+            producer.purge()
+        except Exception as e:
+            self._reactor.callFromThread(log.warn, "purging a failed producer: {e}", e=e)
+        while len(producer) and time.monotonic() < deadline:
+            try:
+                producer.poll(_POLL_SECONDS)
+            except Exception:
+                continue
+
+    def _replace(self, failed: Producer, reason: str) -> None:
+        """Replace a producer that hit a fatal error with a new one (reactor thread)."""
+        if failed is not self._producer or not self._running:
+            return
+        log.error("Kafka producer failed ({reason}): replacing it", reason=reason)
+        self.last_error = reason
+        self.replaced += 1
+        self._start_producer()
+        self.fatal_error = None
 
     def _on_error(self, error: KafkaError) -> None:
         """librdkafka's error callback (poll thread)."""
@@ -232,6 +322,7 @@ class KafkaProducer:
         if self._producer is None or not self._running:
             raise Unavailable("the producer is not running (shutting down)")
         pending = _PendingDelivery(self._reactor.callFromThread, len(values))
+        self._bounded(pending, topic)
         produce = self._producer.produce
         report = pending.on_delivery
         queued = 0
@@ -252,6 +343,19 @@ class KafkaProducer:
         d = pending.deferred
         d.addCallback(self._delivered, topic, len(values))
         return d
+
+    def _bounded(self, pending: _PendingDelivery, topic: str) -> None:
+        """Fail the POST if its delivery reports never come (a lost poll thread, a bug)."""
+
+        def timed_out(result: object, timeout: float) -> None:
+            raise Unavailable(
+                f"produce to {topic!r}: no delivery report within {timeout:g} s; "
+                "the messages may or may not have been written"
+            )
+
+        pending.deferred.addTimeout(
+            self._timeout + _DELIVERY_SLACK, self._reactor, onTimeoutCancel=timed_out
+        )
 
     def _partial(
         self, pending: _PendingDelivery, queued: int, failure: GatewayError
@@ -275,7 +379,6 @@ class KafkaProducer:
         """Stop polling and flush what is queued (up to timeout); fires with what is left."""
         self._running = False
         producer, thread = self._producer, self._thread
-
         self._producer = None  # the last reference goes with flush(): connections close
 
         def flush() -> int:

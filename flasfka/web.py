@@ -8,10 +8,12 @@ from typing import Any
 
 import orjson
 from klein import Klein
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from werkzeug.routing import PathConverter
 
 from flasfka import __version__
 from flasfka.errors import GatewayError
@@ -51,10 +53,22 @@ def json_error(request: IRequest, error: GatewayError) -> bytes:
     return orjson.dumps({"error": error.message, "status": error.status})
 
 
+class TextConverter(PathConverter):
+    """A key or group in the path: any characters once percent-decoded, '/' and newlines too.
+
+    werkzeug's path converter stops at a newline ('.' without DOTALL), so a key holding
+    %0A got 404.
+    """
+
+    regex = "(?s:.+?)"
+    part_isolating = False
+
+
 class FlasfkaWeb:
     """The Klein application: POST and GET on topics, over a Gateway."""
 
     app = Klein()
+    app.url_map.converters["text"] = TextConverter
 
     def __init__(self, gateway: Gateway, default_group: str, default_limit: int, max_limit: int):
         self._gateway = gateway
@@ -75,7 +89,7 @@ class FlasfkaWeb:
         """POST /{topic}/: send the body's messages, 204 once all are acknowledged."""
         return await self._post(request, topic, None)
 
-    @app.route("/<topic>/<path:key>/", methods=["POST"])
+    @app.route("/<topic>/<text:key>/", methods=["POST"])
     async def post_keyed(self, request: IRequest, topic: str, key: str) -> bytes:
         """POST /{topic}/{key}/: the same, every message with this record key."""
         return await self._post(request, topic, key.encode())
@@ -92,7 +106,7 @@ class FlasfkaWeb:
         """GET /{topic}/: the next messages for the default group."""
         return await self._get(request, topic, self._default_group)
 
-    @app.route("/<topic>/<path:group>/", methods=["GET"])
+    @app.route("/<topic>/<text:group>/", methods=["GET"])
     async def get_group(self, request: IRequest, topic: str, group: str) -> bytes:
         """GET /{topic}/{group}/: the next messages for a named group."""
         return await self._get(request, topic, group)
@@ -167,6 +181,82 @@ class GatewayRequest(server.Request):
         super().process()
 
 
+class GatewayChannel(http.HTTPChannel):
+    """An HTTPChannel that gives each request a total deadline to arrive.
+
+    HTTPChannel's idle timeout restarts on every byte, so a client sending its headers or
+    body one byte a second (slowloris) would hold the connection forever. Here a request's
+    head and body must arrive within request_timeout seconds of its first byte, else the
+    client gets 408 and the connection is closed. A client that stops reading its response
+    is cut by the idle timeout, then aborted after abortTimeout seconds.
+    """
+
+    request_timeout = 60.0
+    _deadline: IDelayedCall | None = None
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        """Start the request's deadline with its first byte."""
+        if self._deadline is None and not self._handlingRequest:
+            self._deadline = self.callLater(self.request_timeout, self._too_slow)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:  # noqa: N802 (Twisted's name)
+        """The request arrived in time: stop its deadline."""
+        self._stop_deadline()
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted's name)
+        """Stop the deadline with the connection."""
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802 (Twisted's name)
+        """Answer a request HTTP cannot parse with 400 and a JSON body, then close."""
+        self._answer(400, "Bad Request", "the request is not valid HTTP/1.1")
+        self.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
+        """Answer a request line or header over the line limit with 431, then close."""
+        self._answer(
+            431,
+            "Request Header Fields Too Large",
+            f"a request line or header is over {self.MAX_LENGTH} bytes",
+        )
+        self.loseConnection()
+
+    def _answer(self, status: int, reason: str, message: str) -> None:
+        body = orjson.dumps({"error": message, "status": status})
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n" % (status, reason.encode())
+            + b"Connection: close\r\n"
+            + VERSION_HEADER
+            + b": "
+            + __version__.encode()
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self._handlingRequest:
+            return
+        self._log.info("request not received in time from {peer}", peer=self.transport.getPeer())
+        self._answer(
+            408,
+            "Request Timeout",
+            f"the request did not arrive within {self.request_timeout:g} s (HTTP_IDLE_TIMEOUT)",
+        )
+        self.timeoutConnection()  # close, and abort if the client does not read
+
+
 def make_site(
     resource: IResource,
     max_body_size: int,
@@ -174,10 +264,19 @@ def make_site(
     site_class: type[server.Site] = server.Site,
     **site_options: Any,
 ) -> server.Site:
-    """A Site (of site_class, given site_options) with flasfka's request class and timeout."""
+    """A Site (of site_class, given site_options) with flasfka's request and channel classes.
+
+    idle_timeout (HTTP_IDLE_TIMEOUT) bounds both the idle time of a connection and the time
+    a request may take to arrive; a client that stops reading is aborted after as long again.
+    """
     request_factory = type("FlasfkaRequest", (GatewayRequest,), {"max_body_size": max_body_size})
     site = site_class(
         resource, requestFactory=request_factory, timeout=idle_timeout, **site_options
+    )
+    site.protocol = type(
+        "FlasfkaChannel",
+        (GatewayChannel,),
+        {"request_timeout": idle_timeout, "abortTimeout": idle_timeout},
     )
     site.displayTracebacks = False
     site.noisy = False
