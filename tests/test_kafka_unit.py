@@ -46,7 +46,7 @@ class FakeProducer:
 @pytest.fixture
 def producer(monkeypatch):
     monkeypatch.setattr(kafka, "Producer", FakeProducer)
-    monkeypatch.setattr(kafka.KafkaProducer, "_poll_loop", lambda self: None)
+    monkeypatch.setattr(kafka.KafkaProducer, "_poll_loop", lambda self, producer: None)
     wrapper = kafka.KafkaProducer(SyncReactor(), {}, lambda f, *a: succeed(f(*a)), 5.0)
     wrapper.start()
     return wrapper
