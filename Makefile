@@ -1,4 +1,5 @@
-# flasfka: `make run` serves on an embedded broker, `make test` runs the tests.
+# flasfka: `make run` serves on an embedded broker, `make test` runs the tests,
+# `make bench` measures throughput and latency against its baselines.
 # Both create the virtualenv .venv (from PyPI) on first use.
 
 PYTHON ?= python3
@@ -22,6 +23,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# bench/run.py: flasfka against a bare Klein app and direct confluent-kafka (~3.5 min).
+BENCH_ARGS ?=
+bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

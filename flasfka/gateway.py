@@ -38,7 +38,9 @@ def client_settings(config: Config) -> tuple[dict[str, Any], dict[str, Any], dic
         **common,
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 5,
+        # Measured with make bench (16 connections): 5 ms made 1-message POSTs wait ~5 ms
+        # (~2,200 req/s), 0 sent small batches (100-message POSTs -25 %); 0.5 is best of both.
+        "linger.ms": 0.5,
         # The Java client's key hashing: a key lands on the same partition from any client.
         "partitioner": "murmur2_random",
         **config.PRODUCER_CONFIG,
@@ -50,6 +52,9 @@ def client_settings(config: Config) -> tuple[dict[str, Any], dict[str, Any], dic
         "session.timeout.ms": 10000,
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 8192,
+        # librdkafka waits this long to fetch again once its queue was full (default 1 s):
+        # consumers that drain fast then sat idle (~200 k msg/s instead of ~1.5 M on Tansu).
+        "fetch.queue.backoff.ms": 10,
         **config.CONSUMER_CONFIG,
     }
     return producer, consumer, common

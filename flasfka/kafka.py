@@ -1,10 +1,11 @@
 """The bridge between librdkafka (confluent-kafka) and the Twisted reactor.
 
 This is the only module that imports confluent_kafka. Calls that may block (consume, commit,
-flush, close, admin requests) run on threads: the producer and every consumer poll on a thread
-of their own, other blocking calls go through ``run_blocking`` (a thread pool the service owns).
-Results come back to the reactor thread with ``reactor.callFromThread``; no Deferred is ever
-fired from a librdkafka thread.
+close, admin requests) run on threads: every consumer polls on a thread of its own, other
+blocking calls go through ``run_blocking`` (a thread pool the service owns). Results come back
+to the reactor thread with ``reactor.callFromThread``; no Deferred is ever fired from a
+librdkafka thread. The producer never blocks: the reactor serves its delivery reports with
+``poll(0)`` on a timer.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic
-from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from flasfka.errors import BrokerRejected, GatewayError, NotFound, PayloadTooLarge, Unavailable
 
@@ -45,8 +47,10 @@ __all__ = [
 #: What runs a blocking callable off the reactor thread and returns a Deferred of its result.
 RunBlocking = Callable[..., Deferred]
 
-#: How long a poll thread blocks in librdkafka before it looks at its stop flag again.
-_POLL_SECONDS = 0.1
+#: How often the reactor serves the producer's callbacks while messages are in flight.
+_BUSY_POLL = 0.001
+#: The same when none are (errors and statistics only).
+_IDLE_POLL = 0.1
 #: Seconds past message.timeout.ms after which a POST stops waiting for its delivery reports.
 _DELIVERY_SLACK = 5.0
 #: Most messages a consumer thread hands to the reactor in one call.
@@ -55,6 +59,8 @@ _CONSUME_BATCH = 1000
 _IDLE_WAIT = 0.05
 #: The same while a GET waits for messages.
 _ACTIVE_WAIT = 0.005
+#: How long a consumer's buffer stays full before its partitions are paused.
+_PAUSE_AFTER = 1.0
 
 _UNREACHABLE_CODES = frozenset(
     {
@@ -162,24 +168,24 @@ def _gateway_error(error: KafkaError, what: str, reachable: bool, timeout: float
 
 
 class _PendingDelivery:
-    """Counts the delivery reports of one POST on the poll thread; one hop to the reactor."""
+    """Counts the delivery reports of one POST; librdkafka reports them inside poll()."""
 
-    __slots__ = ("_call", "deferred", "delivered", "error", "expected")
+    __slots__ = ("_done", "deferred", "delivered", "error", "expected")
 
-    def __init__(self, call_from_thread: Callable[..., None], expected: int) -> None:
-        self._call = call_from_thread
+    def __init__(self, done: list[_PendingDelivery], expected: int) -> None:
+        self._done = done
         self.expected = expected
         self.delivered = 0
         self.error: KafkaError | None = None
         self.deferred: Deferred[KafkaError | None] = Deferred()
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        """librdkafka's delivery report (poll thread)."""
+        """librdkafka's delivery report (reactor thread, inside poll): count it."""
         if error is not None and self.error is None:
             self.error = error
         self.delivered += 1
         if self.delivered == self.expected:
-            self._call(self.finish)
+            self._done.append(self)
 
     def finish(self) -> None:
         """Fire the Deferred once every queued message is reported (reactor thread)."""
@@ -188,7 +194,14 @@ class _PendingDelivery:
 
 
 class KafkaProducer:
-    """A confluent-kafka Producer whose sends return Deferreds fired in the reactor."""
+    """A confluent-kafka Producer whose sends return Deferreds fired in the reactor.
+
+    The reactor serves the producer's callbacks with poll(0), which never blocks: every
+    _BUSY_POLL while messages are in flight (and on the next reactor iteration after a send),
+    every _IDLE_POLL otherwise. Serving them here rather than on a thread of their own saves
+    a GIL hand-off per delivery report and a thread hop per POST (measured: ~190 k -> ~310 k
+    messages/s for 100-message POSTs).
+    """
 
     def __init__(
         self,
@@ -208,8 +221,12 @@ class KafkaProducer:
             "statistics.interval.ms": settings.get("statistics.interval.ms", 1000),
         }
         self._producer: Producer | None = None
-        self._thread: threading.Thread | None = None
         self._running = False
+        self._polling = False
+        self._poll_call: Any = None
+        self._done: list[_PendingDelivery] = []
+        #: Producers replaced after a fatal error, purged, served until their reports are in.
+        self._retired: list[tuple[Producer, float]] = []
         #: Whether some broker connection is up, from librdkafka's statistics (1 s period).
         self.connected = False
         #: The last connection problem librdkafka reported, for /readyz and errors.
@@ -222,55 +239,54 @@ class KafkaProducer:
         self.on_produced: Callable[[str, int], None] = lambda topic, count: None
 
     def start(self) -> None:
-        """Create the producer and start its poll thread."""
+        """Create the producer and start serving its callbacks."""
         self._running = True
-        self._start_producer()
+        self._producer = Producer(self._settings)
+        self._polling = True
+        self._poll_call = self._reactor.callLater(_IDLE_POLL, self._poll)
 
-    def _start_producer(self) -> None:
-        """Create a Producer and the thread that polls it (reactor thread)."""
-        producer = self._producer = Producer(self._settings)
-        self._thread = threading.Thread(
-            target=self._poll_loop, args=(producer,), name="flasfka-producer-poll", daemon=True
-        )
-        self._thread.start()
-
-    def _poll_loop(self, producer: Producer) -> None:
-        """Serve delivery reports, errors and statistics of producer (its poll thread).
+    def _poll(self) -> None:
+        """Serve delivery reports, errors and statistics (reactor thread; poll(0) never blocks).
 
         A fatal error (e.g. UNKNOWN_PRODUCER_ID once a broker lost the idempotent producer's
-        state) makes the producer unusable: the reactor replaces it, and this thread fails
-        what the old one still holds, so that every waiting POST gets its answer.
+        state) makes the producer unusable: it is replaced, purged, and served until the
+        reports of what it still held are in, so that every waiting POST gets its answer.
         """
-        call = self._reactor.callFromThread
-        failed = False
-        while self._running and producer is self._producer and not failed:
+        self._poll_call = None
+        producer = self._producer
+        if producer is not None:
             try:
-                producer.poll(_POLL_SECONDS)
+                producer.poll(0)
             except KafkaException as e:
                 error = e.args[0] if e.args else None
                 if isinstance(error, KafkaError) and error.fatal():
-                    call(self._replace, producer, _describe(error))
-                    failed = True
+                    self._replace(producer, _describe(error))
                 else:
-                    call(log.warn, "Kafka producer poll: {e}", e=_describe(e))
+                    log.warn("Kafka producer poll: {e}", e=_describe(e))
             except Exception as e:  # a callback raised: keep serving the other reports
-                call(log.warn, "Kafka producer poll: {e}", e=e)
-        # A failed or replaced producer is purged; on stop() the producer is flushed instead.
-        if failed or (self._running and producer is not self._producer):
-            self._drain(producer)
+                log.warn("Kafka producer poll: {e}", e=e)
+        if self._retired:
+            self._serve_retired()
+        if self._done:
+            done = self._done.copy()
+            self._done.clear()  # the list every _PendingDelivery appends to
+            for pending in done:
+                pending.finish()
+        if self._polling:
+            busy = (producer is not None and len(producer)) or self._retired
+            self._poll_call = self._reactor.callLater(
+                _BUSY_POLL if busy else _IDLE_POLL, self._poll
+            )
 
-    def _drain(self, producer: Producer) -> None:
-        """Purge a replaced producer and serve its last delivery reports (its poll thread)."""
-        deadline = time.monotonic() + self._timeout + 5
-        try:
-            producer.purge()
-        except Exception as e:
-            self._reactor.callFromThread(log.warn, "purging a failed producer: {e}", e=e)
-        while len(producer) and time.monotonic() < deadline:
-            try:
-                producer.poll(_POLL_SECONDS)
-            except Exception:
-                continue
+    def _poll_soon(self) -> None:
+        """Poll on the next reactor iteration (after messages were queued).
+
+        Under load every POST thus serves the reports that arrived meanwhile, sooner than
+        the _BUSY_POLL timer; an idle reactor polls once more, then every _BUSY_POLL.
+        """
+        call = self._poll_call
+        if call is not None and call.getTime() > self._reactor.seconds():
+            call.reset(0)
 
     def _replace(self, failed: Producer, reason: str) -> None:
         """Replace a producer that hit a fatal error with a new one (reactor thread)."""
@@ -279,14 +295,29 @@ class KafkaProducer:
         log.error("Kafka producer failed ({reason}): replacing it", reason=reason)
         self.last_error = reason
         self.replaced += 1
-        self._start_producer()
+        try:
+            failed.purge(blocking=False)
+        except Exception as e:
+            log.warn("purging a failed producer: {e}", e=e)
+        self._retired.append((failed, self._reactor.seconds() + self._timeout + _DELIVERY_SLACK))
+        self._producer = Producer(self._settings)
         self.fatal_error = None
 
-    def _on_error(self, error: KafkaError) -> None:
-        """librdkafka's error callback (poll thread)."""
-        self._reactor.callFromThread(self._record_error, error)
+    def _serve_retired(self) -> None:
+        """Serve the last delivery reports of replaced producers, then let them go."""
+        now = self._reactor.seconds()
+        kept = []
+        for producer, deadline in self._retired:
+            try:
+                producer.poll(0)
+            except Exception:
+                pass  # it already failed fatally; its reports still come
+            if len(producer) and now < deadline:
+                kept.append((producer, deadline))
+        self._retired = kept
 
-    def _record_error(self, error: KafkaError) -> None:
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (reactor thread, inside poll)."""
         self.last_error = _describe(error)
         if error.fatal():
             self.fatal_error = self.last_error
@@ -305,10 +336,9 @@ class KafkaProducer:
             log.warn("Kafka producer lost its connection to every broker")
 
     def _on_stats(self, stats_json: str) -> None:
-        """librdkafka's statistics callback (poll thread): track the connection state."""
+        """librdkafka's statistics callback (reactor thread, inside poll): connection state."""
         brokers = orjson.loads(stats_json).get("brokers", {})
-        up = any(broker.get("state") == "UP" for broker in brokers.values())
-        self._reactor.callFromThread(self._set_connected, up)
+        self._set_connected(any(broker.get("state") == "UP" for broker in brokers.values()))
 
     def send(
         self, topic: str, values: list[bytes], key: bytes | None, partition: int = -1
@@ -321,8 +351,10 @@ class KafkaProducer:
             return succeed(None)
         if self._producer is None or not self._running:
             raise Unavailable("the producer is not running (shutting down)")
-        pending = _PendingDelivery(self._reactor.callFromThread, len(values))
+        pending = _PendingDelivery(self._done, len(values))
         self._bounded(pending, topic)
+        # One produce() per message: produce_batch (a dict per message) measured within
+        # noise here (+5 % for 100-message POSTs, with the reactor no longer the limit).
         produce = self._producer.produce
         report = pending.on_delivery
         queued = 0
@@ -331,21 +363,32 @@ class KafkaProducer:
                 produce(topic, value, key, partition, on_delivery=report)
                 queued += 1
         except BufferError:
-            failure: GatewayError = Unavailable(
-                f"produce to {topic!r}: the local queue is full; {queued} of "
-                f"{len(values)} messages were queued and may still be delivered",
-                retry_after=1,
+            return self._partial(
+                pending, queued, self._queue_error(topic, queued, len(values), None)
             )
-            return self._partial(pending, queued, failure)
         except KafkaException as e:
-            failure = _gateway_error(e.args[0], f"produce to {topic!r}", self.connected, 0)
-            return self._partial(pending, queued, failure)
+            error = self._queue_error(topic, queued, len(values), e.args[0])
+            return self._partial(pending, queued, error)
+        self._poll_soon()
         d = pending.deferred
         d.addCallback(self._delivered, topic, len(values))
         return d
 
+    def _queue_error(
+        self, topic: str, queued: int, total: int, error: KafkaError | None
+    ) -> GatewayError:
+        """The error of a POST whose messages were not all queued."""
+        if error is None or error.code() == KafkaError._QUEUE_FULL:
+            return Unavailable(
+                f"produce to {topic!r}: the local queue is full; {queued} of "
+                f"{total} messages were queued and may still be delivered",
+                retry_after=1,
+            )
+        return _gateway_error(error, f"produce to {topic!r}", self.connected, 0)
+
     def _bounded(self, pending: _PendingDelivery, topic: str) -> None:
-        """Fail the POST if its delivery reports never come (a lost poll thread, a bug)."""
+        """Fail the POST if its delivery reports never come (a bug; librdkafka's own
+        message.timeout.ms fails undelivered messages first)."""
 
         def timed_out(result: object, timeout: float) -> None:
             raise Unavailable(
@@ -364,6 +407,8 @@ class KafkaProducer:
         pending.expected = queued
         if pending.delivered == queued:
             pending.finish()
+        else:
+            self._poll_soon()
 
         def fail(_: object) -> None:
             raise failure
@@ -376,17 +421,33 @@ class KafkaProducer:
         self.on_produced(topic, count)
 
     def stop(self, timeout: float) -> Deferred[int]:
-        """Stop polling and flush what is queued (up to timeout); fires with what is left."""
+        """Refuse new sends, wait (up to timeout) for what is queued; fires with what is left.
+
+        The producer is dropped afterwards, which closes its connections.
+        """
         self._running = False
-        producer, thread = self._producer, self._thread
-        self._producer = None  # the last reference goes with flush(): connections close
+        producer = self._producer
+        if producer is None:
+            return succeed(0)
+        done: Deferred[int] = Deferred()
+        deadline = self._reactor.seconds() + timeout
 
-        def flush() -> int:
-            if thread is not None:
-                thread.join()
-            return producer.flush(timeout) if producer is not None else 0
+        def check() -> None:
+            left = len(producer)
+            if left and self._reactor.seconds() < deadline:
+                self._reactor.callLater(_BUSY_POLL * 10, check)
+                return
+            self._polling = False
+            if self._poll_call is not None:
+                self._poll_call.cancel()
+                self._poll_call = None
+            self._poll()  # the last reports
+            self._producer = None
+            self._retired.clear()
+            done.callback(left)
 
-        return self._run_blocking(flush)
+        check()
+        return done
 
 
 class TopicAdmin:
@@ -495,8 +556,8 @@ class GroupConsumer:
 
     The thread fetches ahead into a buffer owned by the reactor thread and pauses its
     partitions while the buffer is full, so the member keeps serving the group between GETs.
-    Taking messages and committing them are separate steps; ``consume`` runs both under a
-    lock so that concurrent GETs commit in the order they took. A rebalance drops the
+    Taking messages and committing them are separate steps; ``consume`` runs both in commit
+    rounds so that concurrent GETs commit in the order they took. A rebalance drops the
     buffered messages of revoked partitions and runs queued commits before giving them up.
     """
 
@@ -530,11 +591,13 @@ class GroupConsumer:
         self._buffer: deque[Message] = deque()
         self._buffered_bytes = 0
         self._full = False
-        self._lock = DeferredLock()
+        self._queued: list[tuple[int, Deferred[list[Message]]]] = []
+        self._committing = False
         self._assigned: set[int] = set()
         self._started: set[int] = set()
         self._joined = False
         self._waiters: list[Deferred[None]] = []
+        self._committed: dict[int, int] = {}
         self._closed: Deferred[None] = Deferred()
         self._closed.addCallback(self._fail_pending_commands)
         self._pending: set[Deferred[Any]] = set()
@@ -606,19 +669,29 @@ class GroupConsumer:
             call(self._closed.callback, None)
             return
         paused = False
+        full_since: float | None = None
         try:
             while not self._stopping:
                 self._run_commands()
                 full = self._full
-                if full != paused or self._repause:
+                if not full:
+                    full_since = None
+                elif full_since is None:
+                    full_since = time.monotonic()
+                # Pausing purges librdkafka's fetch queue and a resume costs ~1 s on Tansu,
+                # so a busy consumer only stops consuming while its buffer is full (librdkafka
+                # then stops at queued.max.messages.kbytes); one full for _PAUSE_AFTER seconds
+                # is paused, so that consume() keeps serving the group without fetching.
+                pause = full and time.monotonic() - full_since >= _PAUSE_AFTER
+                if pause != paused or self._repause:
                     self._repause = False
                     partitions = consumer.assignment()
-                    if full:
+                    if pause:
                         consumer.pause(partitions)
                     else:
                         consumer.resume(partitions)
-                    paused = full
-                if self._consume_once(consumer, call):
+                    paused = pause
+                if (paused or not full) and self._consume_once(consumer, call):
                     continue
                 wait = _ACTIVE_WAIT if self._waiters else _IDLE_WAIT
                 try:
@@ -734,6 +807,8 @@ class GroupConsumer:
         gone = set(partitions)
         self._assigned -= gone
         self._started -= gone
+        for partition in gone:
+            self._committed.pop(partition, None)
         if self._buffer:
             kept = [m for m in self._buffer if m.partition() not in gone]
             self._buffer = deque(kept)
@@ -812,11 +887,18 @@ class GroupConsumer:
         """Commit the offsets just past records, synchronously with the broker."""
         if not records:
             return succeed(None)
-        last: dict[int, int] = {}
+        ends: dict[int, int] = {}
         for message in records:
-            last[message.partition()] = message.offset()
-        offsets = [TopicPartition(self.topic, p, o + 1) for p, o in last.items()]
-        return self._in_poll_thread(self._commit_blocking, offsets)
+            ends[message.partition()] = message.offset() + 1
+        # Never move a partition's offset back: records put back after a commit (their GET
+        # was cancelled) are behind what was already committed.
+        committed = self._committed
+        for partition, end in ends.items():
+            ends[partition] = max(end, committed.get(partition, 0))
+        offsets = [TopicPartition(self.topic, p, end) for p, end in ends.items()]
+        d = self._in_poll_thread(self._commit_blocking, offsets)
+        d.addCallback(lambda _: committed.update(ends))
+        return d
 
     def _commit_blocking(self, offsets: list[TopicPartition]) -> None:
         """Commit offsets (poll thread) and raise Unavailable on any failure."""
@@ -834,16 +916,49 @@ class GroupConsumer:
             if result.error is not None:
                 raise Unavailable(f"{what}: {_describe(result.error)}")
 
-    async def consume(self, limit: int) -> list[Message]:
-        """Take up to limit messages and commit them; on a failed commit put them back."""
-        await self._lock.acquire()
-        try:
-            records = self.take(limit)
-            try:
-                await self.commit(records)
-            except BaseException:
-                self.put_back(records)
-                raise
-            return records
-        finally:
-            self._lock.release()
+    def consume(self, limit: int) -> Deferred[list[Message]]:
+        """Take up to limit messages and commit them; on a failed commit put them back.
+
+        GETs that arrive while a commit is in flight wait for it, then take in arrival order
+        and share one commit (a round): the same order and at-most-once guarantee as one
+        commit per GET under a lock, with one broker round trip per round.
+        """
+        d: Deferred[list[Message]] = Deferred(self._cancel_queued)
+        self._queued.append((limit, d))
+        if not self._committing:
+            self._start_round()
+        return d
+
+    def _cancel_queued(self, d: Deferred[list[Message]]) -> None:
+        """A GET gone before its round started takes nothing."""
+        self._queued = [(limit, q) for limit, q in self._queued if q is not d]
+
+    def _start_round(self) -> None:
+        queued, self._queued = self._queued, []
+        takes = [(d, self.take(limit)) for limit, d in queued]
+        records = [record for _, taken in takes for record in taken]
+        if not records:
+            for d, taken in takes:
+                d.callback(taken)
+            return
+        self._committing = True
+        self.commit(records).addBoth(self._end_round, takes)
+
+    def _end_round(
+        self, result: object, takes: list[tuple[Deferred[list[Message]], list[Message]]]
+    ) -> None:
+        """Answer a round's GETs; put back what was not committed or not delivered."""
+        self._committing = False
+        failed = isinstance(result, Failure)
+        for d, taken in reversed(takes):
+            if failed or d.called:  # d.called: the GET was cancelled (client gone)
+                self.put_back(taken)
+        for d, taken in takes:
+            if d.called:
+                continue
+            if failed:
+                d.errback(Failure(result.value))
+            else:
+                d.callback(taken)
+        if self._queued:
+            self._start_round()

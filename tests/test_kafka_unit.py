@@ -18,7 +18,7 @@ class SyncReactor(Clock):
 
 
 class FakeProducer:
-    """Queues up to `room` messages; delivery reports fire when report() is called."""
+    """Queues up to `room` messages; poll() serves the reports of those report() acknowledged."""
 
     room = 10**9
 
@@ -32,24 +32,31 @@ class FakeProducer:
         self.queued.append((value, on_delivery))
 
     def report(self, error=None):
-        queued, self.queued = self.queued, []
-        for _, on_delivery in queued:
-            on_delivery(error, None)
+        self.acknowledged = [(on_delivery, error) for _, on_delivery in self.queued]
+        self.queued = []
 
     def poll(self, timeout):
-        return 0
+        served, self.acknowledged = getattr(self, "acknowledged", []), []
+        for on_delivery, error in served:
+            on_delivery(error, None)
+        return len(served)
 
-    def flush(self, timeout):
-        return len(self.queued)
+    def __len__(self):
+        return len(self.queued) + len(getattr(self, "acknowledged", []))
 
 
 @pytest.fixture
 def producer(monkeypatch):
     monkeypatch.setattr(kafka, "Producer", FakeProducer)
-    monkeypatch.setattr(kafka.KafkaProducer, "_poll_loop", lambda self, producer: None)
     wrapper = kafka.KafkaProducer(SyncReactor(), {}, lambda f, *a: succeed(f(*a)), 5.0)
     wrapper.start()
     return wrapper
+
+
+def acknowledge(producer, error=None):
+    """The broker acknowledges everything queued; the reactor's next poll serves it."""
+    producer._producer.report(error)
+    producer._reactor.advance(0.2)
 
 
 def results(d):
@@ -63,14 +70,14 @@ def test_send_fires_once_after_every_report(producer):
     producer.on_produced = lambda topic, count: seen.append((topic, count))
     out = results(producer.send("t", [b"a", b"b", b"c"], None))
     assert out == []
-    producer._producer.report()
+    acknowledge(producer)
     assert out == [None]
     assert seen == [("t", 3)]
 
 
 def test_delivery_error_becomes_503_naming_the_timeout(producer):
     out = results(producer.send("t", [b"a"], None))
-    producer._producer.report(kafka.KafkaError(kafka.KafkaError._MSG_TIMED_OUT))
+    acknowledge(producer, kafka.KafkaError(kafka.KafkaError._MSG_TIMED_OUT))
     assert isinstance(out[0].value, Unavailable)
     assert "within 5 s" in out[0].value.message
 
@@ -79,7 +86,7 @@ def test_full_queue_waits_for_the_queued_then_fails(producer):
     producer._producer.room = 2
     out = results(producer.send("t", [b"a", b"b", b"c", b"d"], None))
     assert out == []  # two were queued: their reports are awaited
-    producer._producer.report()
+    acknowledge(producer)
     assert isinstance(out[0].value, Unavailable)
     assert "2 of 4 messages were queued" in out[0].value.message
 
@@ -92,6 +99,22 @@ def test_full_queue_with_nothing_queued_fails_at_once(producer):
 
 def test_empty_send_is_a_no_op(producer):
     assert results(producer.send("t", [], None)) == [None]
+
+
+def test_reports_that_never_come_still_end_the_post(producer):
+    out = results(producer.send("t", [b"a"], None))
+    producer._reactor.advance(5.0 + kafka._DELIVERY_SLACK)
+    assert isinstance(out[0].value, Unavailable)
+    assert "no delivery report" in out[0].value.message
+
+
+def test_stop_waits_for_queued_reports(producer):
+    out = results(producer.send("t", [b"a"], None))
+    stopped = results(producer.stop(1.0))
+    assert stopped == []
+    acknowledge(producer)
+    assert out == [None]
+    assert stopped == [0]
 
 
 def test_send_after_stop_is_refused(producer):

@@ -1,0 +1,108 @@
+"""Child processes of the benchmark: the broker, flasfka, the bare Klein app, wrk."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flasfka.broker import free_port, tansu_binary, tansu_command
+
+BENCH = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    """Block until 127.0.0.1:port accepts connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Children:
+    """Long-running child processes, all killed on exit."""
+
+    def __init__(self, logs: Path) -> None:
+        self._logs = logs
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, argv: list[str], port: int, **env: str) -> None:
+        """Start argv (output to logs/name.log) and wait until it listens on port."""
+        log = open(self._logs / f"{name}.log", "wb")  # kept open for the child
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=BENCH.parent
+        )
+        self._procs.append(proc)
+        wait_for_port(port)
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited at start; see {self._logs / name}.log")
+
+    def stop(self) -> None:
+        """Stop every child (SIGTERM, then SIGKILL)."""
+        for proc in reversed(self._procs):
+            proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@dataclass
+class Servers:
+    """Where the broker, flasfka and the bare Klein app listen."""
+
+    broker: str
+    flasfka: str
+    bare: str
+
+
+def start_all(children: Children) -> Servers:
+    """Start Tansu, flasfka (its own process, on Tansu) and the bare Klein app."""
+    kafka_port, flasfka_port, bare_port = free_port(), free_port(), free_port()
+    children.start("tansu", tansu_command(tansu_binary(), kafka_port), kafka_port)
+    broker = f"127.0.0.1:{kafka_port}"
+    serve = str(VENV_BIN / "flasfka-serve")
+    children.start(
+        "flasfka",
+        [serve, "-p", str(flasfka_port), "--config", "bench/benchconf.py"],
+        flasfka_port,
+        BENCH_KAFKA=broker,
+        PYTHONPATH=str(BENCH.parent),  # this tree's code, even if the venv's copy is older
+    )
+    children.start(
+        "bare_klein", [sys.executable, str(BENCH / "bare_klein.py"), str(bare_port)], bare_port
+    )
+    return Servers(broker, f"http://127.0.0.1:{flasfka_port}", f"http://127.0.0.1:{bare_port}")
+
+
+def kafka_direct(*args: str | int) -> dict:
+    """Run bench/kafka_direct.py (its own process) and return its JSON result."""
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "kafka_direct.py"), *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=BENCH.parent,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wrk_binary() -> str:
+    """wrk's path, or exit with how to install it."""
+    path = shutil.which("wrk")
+    if path is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench does it)")
+    return path
