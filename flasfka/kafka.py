@@ -257,14 +257,11 @@ class KafkaProducer:
         if producer is not None:
             try:
                 producer.poll(0)
-            except KafkaException as e:
-                error = e.args[0] if e.args else None
-                if isinstance(error, KafkaError) and error.fatal():
-                    self._replace(producer, _describe(error))
-                else:
-                    log.warn("Kafka producer poll: {e}", e=_describe(e))
             except Exception as e:  # a callback raised: keep serving the other reports
                 log.warn("Kafka producer poll: {e}", e=e)
+            if self.fatal_error is not None:  # reported by _on_error inside that poll
+                self._replace(producer, self.fatal_error)
+                producer = self._producer
         if self._retired:
             self._serve_retired()
         if self._done:
@@ -367,6 +364,8 @@ class KafkaProducer:
                 pending, queued, self._queue_error(topic, queued, len(values), None)
             )
         except KafkaException as e:
+            if e.args[0].fatal():  # its error callback comes with the next poll: replace it then
+                self.fatal_error = _describe(e.args[0])
             error = self._queue_error(topic, queued, len(values), e.args[0])
             return self._partial(pending, queued, error)
         self._poll_soon()

@@ -44,6 +44,23 @@ class FakeProducer:
     def __len__(self):
         return len(self.queued) + len(getattr(self, "acknowledged", []))
 
+    def fail_fatally(self):
+        """librdkafka reports a fatal error through error_cb, inside the next poll."""
+        error_cb = self.settings["error_cb"]
+        fatal = kafka.KafkaError(kafka.KafkaError.UNKNOWN_PRODUCER_ID, "lost state", fatal=True)
+        poll = self.poll
+
+        def poll_once(timeout):
+            del self.poll  # back to the class's poll
+            error_cb(fatal)
+            return poll(timeout)
+
+        self.poll = poll_once
+
+    def purge(self, blocking=True):
+        """Fail whatever is queued; its reports come with the next poll."""
+        self.report(kafka.KafkaError(kafka.KafkaError._PURGE_QUEUE))
+
 
 @pytest.fixture
 def producer(monkeypatch):
@@ -135,3 +152,34 @@ def test_commands_queued_when_the_thread_ends_are_failed():
     out = results(consumer._in_poll_thread(lambda: 1))
     consumer._closed.callback(None)  # the thread ended without draining the queue
     assert isinstance(out[0].value, Unavailable)
+
+
+def test_a_fatal_error_replaces_the_producer_and_ends_its_posts(producer):
+    failed = producer._producer
+    waiting = results(producer.send("t", [b"a", b"b"], None))
+    failed.fail_fatally()
+    producer._reactor.advance(0.2)
+    assert isinstance(waiting[0].value, Unavailable)  # purged: 503, not a hang
+    assert producer._producer is not failed
+    assert producer.replaced == 1
+    assert producer.fatal_error is None
+    assert producer._retired == []  # its last reports were served
+    after = results(producer.send("t", [b"c"], None))
+    acknowledge(producer)
+    assert after == [None]
+
+
+def test_a_fatal_produce_error_fails_the_post_and_replaces_the_producer(producer):
+    failed = producer._producer
+
+    def fatal_produce(*args, **kwargs):
+        error = kafka.KafkaError(kafka.KafkaError._FATAL, "fenced", fatal=True)
+        raise kafka.KafkaException(error)
+
+    failed.produce = fatal_produce
+    out = results(producer.send("t", [b"a"], None))
+    assert isinstance(out[0].value, Unavailable)
+    assert "replaced" in out[0].value.message
+    producer._reactor.advance(0.2)
+    assert producer._producer is not failed
+    assert producer.fatal_error is None
