@@ -364,10 +364,14 @@ class KafkaProducer:
                 pending, queued, self._queue_error(topic, queued, len(values), None)
             )
         except KafkaException as e:
-            if e.args[0].fatal():  # its error callback comes with the next poll: replace it then
-                self.fatal_error = _describe(e.args[0])
-            error = self._queue_error(topic, queued, len(values), e.args[0])
-            return self._partial(pending, queued, error)
+            error = e.args[0]
+            # produce() reports the fatal state as a plain _FATAL error (fatal() is False),
+            # and error_cb may never report it: the next poll replaces the producer.
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                self.fatal_error = _describe(error)
+                self._poll_soon()
+            failure = self._queue_error(topic, queued, len(values), error)
+            return self._partial(pending, queued, failure)
         self._poll_soon()
         d = pending.deferred
         d.addCallback(self._delivered, topic, len(values))

@@ -87,7 +87,10 @@ async def until_post_succeeds(url: str, topic: str, timeout: float) -> list[Outc
         if attempts[-1].status == 204:
             return attempts
         await sleep(0.5)
-    raise AssertionError(f"no POST succeeded within {timeout} s after the broker came back")
+    raise AssertionError(
+        f"no POST succeeded within {timeout} s after the broker came back; the last: "
+        f"{attempts[-3:]}"
+    )
 
 
 async def read_group(url: str, topic: str, group: str, expected: set[str]) -> list[str]:

@@ -173,7 +173,8 @@ def test_a_fatal_produce_error_fails_the_post_and_replaces_the_producer(producer
     failed = producer._producer
 
     def fatal_produce(*args, **kwargs):
-        error = kafka.KafkaError(kafka.KafkaError._FATAL, "fenced", fatal=True)
+        # As confluent-kafka raises it: the code _FATAL, without the fatal flag.
+        error = kafka.KafkaError(kafka.KafkaError._FATAL, "Local: Fatal error")
         raise kafka.KafkaException(error)
 
     failed.produce = fatal_produce
