@@ -5,30 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flasfka.broker import free_port, tansu_binary, tansu_command
+from flasfka.broker import free_port, tansu_binary, tansu_command, wait_for_port
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    """Block until 127.0.0.1:port accepts connections."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 class Children:
@@ -45,7 +30,7 @@ class Children:
             argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=BENCH.parent
         )
         self._procs.append(proc)
-        wait_for_port(port)
+        wait_for_port(port, timeout=15.0)
         if proc.poll() is not None:
             raise SystemExit(f"{name} exited at start; see {self._logs / name}.log")
 

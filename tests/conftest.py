@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,26 +13,13 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from flasfka.broker import free_port, tansu_binary, tansu_command
+from flasfka.broker import free_port, tansu_binary, tansu_command, wait_for_port
 from flasfka.config import Config
 from flasfka.service import KafkaService
 from flasfka.web import FlasfkaWeb, make_site
 
 #: librdkafka settings for test consumers: a Tansu group join takes ~session.timeout.ms / 2.
 TEST_CONSUMER_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    """Block (outside the reactor) until 127.0.0.1:port accepts connections."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 class Broker:
@@ -152,3 +137,12 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "FLASFKA_CONFIG"}
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def own_broker():
+    """A Tansu of the test's own, which it may stop and restart (on the same port)."""
+    running = Broker()
+    running.start()
+    yield running
+    running.stop()

@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 import treq
 from confluent_kafka import KafkaError
-from conftest import Broker, unique
+from conftest import unique
 from helpers import get, read_topic, sleep
 from twisted.internet import defer, threads
 
@@ -104,15 +104,6 @@ async def read_group(url: str, topic: str, group: str, expected: set[str]) -> li
         assert status == 200, body
         seen += body["messages"]
     return seen
-
-
-@pytest.fixture
-def own_broker():
-    """A broker of this test's own, which it may kill and restart."""
-    running = Broker()
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest_twisted.ensureDeferred

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import pytest_twisted
-from conftest import Broker, unique
+from conftest import unique
 from helpers import get, post, sleep
 from ops_support import metrics, sample, start_app, write_config
 from twisted.internet import threads
-
-
-@pytest.fixture
-def own_broker():
-    """A Tansu of this test's own, which it stops and restarts."""
-    running = Broker()
-    running.start()
-    yield running
-    running.stop()
 
 
 async def wait_status(url: str, wanted: int, timeout: float) -> dict:
