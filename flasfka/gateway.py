@@ -110,7 +110,7 @@ class Gateway:
             timeout=config.PRODUCE_TIMEOUT,
         )
         self.producer = KafkaProducer(
-            self._reactor, self._producer_settings, self._run_blocking, config.PRODUCE_TIMEOUT
+            self._reactor, self._producer_settings, config.PRODUCE_TIMEOUT
         )
         self.producer.start()
 

@@ -207,11 +207,9 @@ class KafkaProducer:
         self,
         reactor: ReactorLike,
         settings: dict[str, Any],
-        run_blocking: RunBlocking,
         produce_timeout: float,
     ) -> None:
         self._reactor = reactor
-        self._run_blocking = run_blocking
         self._timeout = produce_timeout
         self._settings = {
             **settings,

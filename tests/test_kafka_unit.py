@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from flasfka import kafka
@@ -65,7 +64,7 @@ class FakeProducer:
 @pytest.fixture
 def producer(monkeypatch):
     monkeypatch.setattr(kafka, "Producer", FakeProducer)
-    wrapper = kafka.KafkaProducer(SyncReactor(), {}, lambda f, *a: succeed(f(*a)), 5.0)
+    wrapper = kafka.KafkaProducer(SyncReactor(), {}, 5.0)
     wrapper.start()
     return wrapper
 
