@@ -14,14 +14,23 @@ def _text(raw: bytes) -> str:
 
 
 def log_access(request: IRequest, seconds: float) -> None:
-    """Log method, path, status, body bytes sent and duration of a finished request."""
-    peer = request.getClientAddress()
+    """Log method, path, status, body bytes sent and duration of a finished request.
+
+    The line is formatted here, once, and the event's format only names it: twisted.logger's
+    own formatting of six fields cost more than the rest of the line's way to stdout. The
+    fields stay in the event for the JSON log format.
+    """
+    client = getattr(request.getClientAddress(), "host", "-")
+    method = _text(request.method)
+    path = _text(request.uri)
+    status, sent = request.code, request.sentLength
     log.info(
-        '{client} "{method} {path}" {status} {bytes} {duration:.3f}s',
-        client=getattr(peer, "host", "-"),
-        method=_text(request.method),
-        path=_text(request.uri),
-        status=request.code,
-        bytes=request.sentLength,
+        "{log_text}",
+        log_text=f'{client} "{method} {path}" {status} {sent} {seconds:.3f}s',
+        client=client,
+        method=method,
+        path=path,
+        status=status,
+        bytes=sent,
         duration=seconds,
     )

@@ -20,7 +20,8 @@ from twisted.logger import (
     Logger,
     LogLevel,
     formatEvent,
-    textFileLogObserver,
+    formatEventAsClassicLogText,
+    formatTime,
 )
 
 #: Log formats LOG_FORMAT and --log-format accept.
@@ -72,11 +73,33 @@ def json_stdout_observer() -> ILogObserver:
     return json_file_observer(sys.stdout)
 
 
+class _SecondStamps:
+    """twisted.logger's formatTime, computed once per second (a log line has no finer time)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, str] = (-1, "")
+
+    def __call__(self, when: float | None) -> str:
+        if when is None:
+            return formatTime(when)
+        second = int(when)
+        last = self._last
+        if last[0] != second:
+            last = self._last = (second, formatTime(second))
+        return last[1]
+
+
+def text_file_observer(out: IO[str]) -> ILogObserver:
+    """twisted.logger's text observer (classic lines), with the timestamp cached per second."""
+    stamp = _SecondStamps()
+    return FileLogObserver(out, lambda event: formatEventAsClassicLogText(event, stamp))
+
+
 def stdout_observer(log_format: str) -> ILogObserver:
     """The observer on stdout for log_format ("text" or "json")."""
     if log_format == "json":
         return json_stdout_observer()
-    return textFileLogObserver(sys.stdout)
+    return text_file_observer(sys.stdout)
 
 
 class RdkafkaLogBridge:

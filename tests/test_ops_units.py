@@ -6,12 +6,81 @@ import json
 
 import pytest
 from twisted.application.service import Application
-from twisted.logger import ILogObserver, LogLevel
+from twisted.logger import ILogObserver, Logger, LogLevel, textFileLogObserver
 from twisted.python import usage
 
-from flasfka.logs import event_as_json_line
+from flasfka.access_log import log_access
+from flasfka.logs import event_as_json_line, text_file_observer
 from flasfka.metrics import GatewayMetrics, route_of
 from flasfka.tap import Options, makeService
+
+
+class Written:
+    """A text stream that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_text_lines_are_twisted_classic_lines_with_the_time_of_each_event():
+    ours, twisteds = Written(), Written()
+    observers = (text_file_observer(ours), textFileLogObserver(twisteds))
+    times = (1_790_000_000.2, 1_790_000_000.9, 1_790_000_001.1, 1_790_003_600.0, None)
+    for when in times:
+        event = {
+            "log_format": "at {when} {x!r}",
+            "log_level": LogLevel.info,
+            "log_namespace": "flasfka.t",
+            "log_time": when,
+            "when": when,
+            "x": {"a": 1},
+        }
+        for observer in observers:
+            observer(dict(event))
+    assert ours.text == twisteds.text
+    stamps = [line.split(" ")[0] for line in ours.text.splitlines()]
+    assert len(stamps) == 5 and len(set(stamps[:4])) == 3  # three seconds, then "-"
+
+
+class FinishedRequest:
+    """What log_access reads from a finished request."""
+
+    method = b"POST"
+    uri = b"/orders/?a=\x1b[31m"
+    code = 204
+    sentLength = 0  # noqa: N815 (Twisted's name)
+
+    def getClientAddress(self):  # noqa: N802
+        return type("Peer", (), {"host": "10.0.0.7"})()
+
+
+def test_an_access_line_reads_as_before_and_keeps_its_fields(monkeypatch):
+    events = []
+    monkeypatch.setattr(
+        "flasfka.access_log.log", Logger(namespace="flasfka.access", observer=events.append)
+    )
+    log_access(FinishedRequest(), 0.0123)
+    (event,) = events
+    written = Written()
+    textFileLogObserver(written)(event)
+    assert written.text.endswith(
+        ' [flasfka.access#info] 10.0.0.7 "POST /orders/?a=\\x1b[31m" 204 0 0.012s\n'
+    )
+    assert (event["client"], event["method"], event["path"]) == (
+        "10.0.0.7",
+        "POST",
+        "/orders/?a=\\x1b[31m",
+    )
+    assert (event["status"], event["bytes"], event["duration"]) == (204, 0, 0.0123)
+    assert json.loads(event_as_json_line(event))["message"] == (
+        '10.0.0.7 "POST /orders/?a=\\x1b[31m" 204 0 0.012s'
+    )
 
 
 @pytest.mark.parametrize(
