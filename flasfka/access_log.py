@@ -10,7 +10,10 @@ log = Logger(namespace="flasfka.access")
 
 def _text(raw: bytes) -> str:
     """Request bytes as printable text (no control characters can reach the log)."""
-    return raw.decode("ascii", "backslashreplace").encode("unicode_escape").decode("ascii")
+    text = raw.decode("ascii", "backslashreplace")
+    if text.isprintable() and "\\" not in text:  # the usual path: nothing to escape
+        return text
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def log_access(request: IRequest, seconds: float) -> None:

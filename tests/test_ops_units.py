@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.application.service import Application
 from twisted.logger import ILogObserver, Logger, LogLevel, textFileLogObserver
 from twisted.python import usage
 
-from flasfka.access_log import log_access
+from flasfka.access_log import _text, log_access
 from flasfka.logs import event_as_json_line, text_file_observer
 from flasfka.metrics import GatewayMetrics, route_of
 from flasfka.tap import Options, makeService
@@ -162,3 +164,13 @@ def test_request_metrics_keep_few_label_values_whatever_clients_send():
     )
     assert 'flasfka_http_requests_total{method="GET",route="/{topic}/",status="200"} 1.0' in text
     assert "t1" not in text and "M1" not in text
+
+
+@given(st.binary(max_size=64))
+def test_request_bytes_reach_the_access_line_printable_and_unambiguous(raw):
+    text = _text(raw)
+    assert text.isascii() and text.isprintable()
+    # Unescaping gives back the request's bytes (those over 0x7f as \x escapes).
+    assert text.encode().decode("unicode_escape") == raw.decode("ascii", "backslashreplace")
+    if raw.isascii() and raw.decode().isprintable() and b"\\" not in raw:
+        assert text == raw.decode()
