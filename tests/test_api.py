@@ -45,8 +45,7 @@ async def test_two_groups_each_get_the_message_and_one_group_gets_it_once(server
 async def test_limit_caps_each_response_and_every_message_arrives_exactly_once(server):
     topic, group = unique(), unique("g")
     sent = [f"message {i}" for i in range(400)]
-    for start in range(0, 400, 100):
-        await post_messages(server.url, f"/{topic}/", sent[start : start + 100])
+    await post_messages(server.url, f"/{topic}/", sent, per_post=100)
     received = await collect(server.url, f"/{topic}/{group}/", 400, limit=30)
     assert sorted(received) == sorted(sent)
     assert len(received) == len(set(received)) == 400
@@ -69,8 +68,7 @@ async def test_default_limit_is_consumer_limit(make_server):
 async def test_keyed_post_writes_the_key_and_keeps_order(server, broker):
     topic = unique()
     sent = [f"{i}" for i in range(50)]
-    for start in range(0, 50, 10):
-        await post_messages(server.url, f"/{topic}/my-key/", sent[start : start + 10])
+    await post_messages(server.url, f"/{topic}/my-key/", sent, per_post=10)
     records = await read_topic(broker.address, topic)
     assert records == [(b"my-key", m.encode()) for m in sent]
     # One key is one partition: a GET returns them in the order they were sent.

@@ -12,8 +12,7 @@ from twisted.internet import defer
 async def test_concurrent_gets_share_the_messages_without_duplicates(server):
     topic, group = unique(), unique("g")
     sent = [f"m{i}" for i in range(600)]
-    for start in range(0, 600, 200):
-        await post_messages(server.url, f"/{topic}/", sent[start : start + 200])
+    await post_messages(server.url, f"/{topic}/", sent, per_post=200)
     received: list[str] = []
     for _ in range(40):
         results = await defer.gatherResults(
