@@ -11,6 +11,21 @@ from typing import Any
 CONFIG_ENV = "FLASFKA_CONFIG"
 
 
+#: librdkafka producer settings flasfka sets itself (kafka.ACKNOWLEDGEMENT_SETTINGS, the
+#: message timeout, and the delivery reports a POST waits for), with their aliases.
+FIXED_PRODUCER_SETTINGS = frozenset(
+    {
+        "acks",
+        "request.required.acks",
+        "enable.idempotence",
+        "enable.gapless.guarantee",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "delivery.report.only.error",
+    }
+)
+
+
 class ConfigError(Exception):
     """The config cannot be used; the message is one line naming the file and the key."""
 
@@ -91,6 +106,13 @@ class Config:
         for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG", "CONSUMER_CONFIG"):
             if not all(isinstance(k, str) for k in getattr(self, key)):
                 raise ConfigError(f"{source}: {key} keys must be strings")
+        for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG"):
+            fixed = sorted(set(getattr(self, key)) & FIXED_PRODUCER_SETTINGS)
+            if fixed:
+                raise ConfigError(
+                    f"{source}: {key} cannot set {', '.join(fixed)}: a POST's acknowledgement "
+                    "relies on flasfka's own value (PRODUCE_TIMEOUT sets message.timeout.ms)"
+                )
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (e.g. HOSTS for the embedded broker)."""

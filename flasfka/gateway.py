@@ -11,6 +11,7 @@ from flasfka.config import Config
 from flasfka.consumers import ConsumerRegistry
 from flasfka.errors import GatewayError, PayloadTooLarge, Unavailable
 from flasfka.kafka import (
+    ACKNOWLEDGEMENT_SETTINGS,
     GroupConsumer,
     KafkaProducer,
     Message,
@@ -36,14 +37,13 @@ def client_settings(config: Config) -> tuple[dict[str, Any], dict[str, Any], dic
     }
     producer = {
         **common,
-        "acks": "all",
-        "enable.idempotence": True,
         # Measured with make bench (16 connections): 5 ms made 1-message POSTs wait ~5 ms
         # (~2,200 req/s), 0 sent small batches (100-message POSTs -25 %); 0.5 is best of both.
         "linger.ms": 0.5,
         # The Java client's key hashing: a key lands on the same partition from any client.
         "partitioner": "murmur2_random",
         **config.PRODUCER_CONFIG,
+        **ACKNOWLEDGEMENT_SETTINGS,
     }
     consumer = {
         **common,

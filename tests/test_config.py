@@ -8,7 +8,9 @@ import sys
 import pytest
 from conftest import subprocess_env
 
-from flasfka.config import Config, ConfigError, load_config
+from flasfka.config import FIXED_PRODUCER_SETTINGS, Config, ConfigError, load_config
+from flasfka.gateway import client_settings
+from flasfka.kafka import ACKNOWLEDGEMENT_SETTINGS
 
 
 def write(tmp_path, text: str) -> str:
@@ -57,6 +59,11 @@ def test_explicit_path_wins_over_the_environment(tmp_path, monkeypatch):
         ("CONSUMER_LIMIT = 0\n", "CONSUMER_LIMIT must be > 0"),
         ("CONSUMER_LIMIT = 20000\n", "CONSUMER_LIMIT must be <= CONSUMER_MAX_LIMIT"),
         ('LOG_FORMAT = "xml"\n', "LOG_FORMAT must be 'text' or 'json'"),
+        ('PRODUCER_CONFIG = {"acks": 1}\n', "PRODUCER_CONFIG cannot set acks"),
+        (
+            'KAFKA_CONFIG = {"enable.idempotence": False, "message.timeout.ms": 1}\n',
+            "KAFKA_CONFIG cannot set enable.idempotence, message.timeout.ms",
+        ),
         ("1 / 0\n", "ZeroDivisionError"),
     ],
 )
@@ -127,3 +134,9 @@ def test_every_config_example_in_the_readme_loads(tmp_path, monkeypatch):
     for example in examples:
         config = load_config(write(tmp_path, example))
         assert config.HOSTS
+
+
+def test_the_settings_a_post_relies_on_cannot_be_configured():
+    assert set(ACKNOWLEDGEMENT_SETTINGS) <= FIXED_PRODUCER_SETTINGS
+    producer = client_settings(Config())[0]
+    assert {key: producer[key] for key in ACKNOWLEDGEMENT_SETTINGS} == ACKNOWLEDGEMENT_SETTINGS

@@ -20,6 +20,8 @@ from flasfka.kafka import _gateway_error
 PRODUCE_TIMEOUT = 3.0
 #: What a POST may take past PRODUCE_TIMEOUT (librdkafka checks timeouts about once a second).
 SLACK = 2.5
+#: Messages of each POST while the broker goes away: a 204 must mean all of them are written.
+PER_POST = 20
 #: CONSUMER_JOIN_TIMEOUT of the server under test (a Tansu join takes ~3.6 s).
 JOIN_TIMEOUT = 8.0
 #: The most a GET may wait for a commit the broker cannot take (librdkafka: ~6 s measured).
@@ -28,21 +30,21 @@ COMMIT_WAIT = 10.0
 
 @dataclass
 class Outcome:
-    """One POST: its message, status, Retry-After, error body and duration."""
+    """One POST: its messages, status, Retry-After, error body and duration."""
 
-    message: str
+    messages: list[str]
     status: int
     retry_after: str | None
     error: str | None
     seconds: float
 
 
-async def post_one(url: str, topic: str, message: str) -> Outcome:
-    """POST one message and record what happened."""
+async def post_one(url: str, topic: str, messages: list[str]) -> Outcome:
+    """POST messages and record what happened."""
     from twisted.internet import reactor
 
     started = reactor.seconds()
-    body = json.dumps({"messages": [message]}).encode()
+    body = json.dumps({"messages": messages}).encode()
     response = await treq.post(f"{url}/{topic}/", data=body, persistent=False)
     content = await response.content()
     error = None
@@ -50,20 +52,26 @@ async def post_one(url: str, topic: str, message: str) -> Outcome:
         error = json.loads(content)["error"]
     retry = response.headers.getRawHeaders("Retry-After")
     return Outcome(
-        message, response.code, retry[0] if retry else None, error, reactor.seconds() - started
+        messages, response.code, retry[0] if retry else None, error, reactor.seconds() - started
     )
 
 
 async def keep_posting(url: str, topic: str, name: str, stop: list[bool]) -> list[Outcome]:
-    """POST numbered messages one after another until stop[0] is set."""
+    """POST numbered batches of PER_POST messages one after another until stop[0] is set."""
     outcomes: list[Outcome] = []
     number = 0
     while not stop[0]:
-        outcomes.append(await post_one(url, topic, f"{name}-{number}"))
+        batch = [f"{name}-{number}-{index}" for index in range(PER_POST)]
+        outcomes.append(await post_one(url, topic, batch))
         number += 1
         if outcomes[-1].status != 204:
             await sleep(0.2)
     return outcomes
+
+
+def posted(outcomes: list[Outcome]) -> set[str]:
+    """Every message of these POSTs."""
+    return {message for outcome in outcomes for message in outcome.messages}
 
 
 def check_outcomes(outcomes: list[Outcome]) -> None:
@@ -83,7 +91,7 @@ async def until_post_succeeds(url: str, topic: str, timeout: float) -> list[Outc
     attempts: list[Outcome] = []
     deadline = reactor.seconds() + timeout
     while reactor.seconds() < deadline:
-        attempts.append(await post_one(url, topic, f"probe-{len(attempts)}"))
+        attempts.append(await post_one(url, topic, [f"probe-{len(attempts)}"]))
         if attempts[-1].status == 204:
             return attempts
         await sleep(0.5)
@@ -124,11 +132,11 @@ async def test_broker_loss_during_posts_and_recovery(own_broker, make_server):
     before = [o for outcomes in await running for o in outcomes]
     assert before and all(o.status == 204 for o in before), before
     stored = {value.decode() for _, value in await read_topic(own_broker.address, topic)}
-    assert {o.message for o in before} <= stored
+    assert posted(before) <= stored
     # A consumer that was a group member before the kill.
     member = unique("g")
-    seen = await read_group(server.url, topic, member, {o.message for o in before})
-    assert {o.message for o in before} <= set(seen)
+    seen = await read_group(server.url, topic, member, posted(before))
+    assert posted(before) <= set(seen)
 
     # The kill, with POSTs in flight: each ends in 204 or 503 + Retry-After, none hangs.
     stop = [False]
@@ -181,8 +189,8 @@ async def test_broker_loss_during_posts_and_recovery(own_broker, make_server):
     after = [o for outcomes in await running for o in outcomes]
     assert after and all(o.status == 204 for o in after), [o for o in after if o.status != 204]
     stored = {value.decode() for _, value in await read_topic(own_broker.address, topic)}
-    assert {o.message for o in after} <= stored
-    expected = {o.message for o in after} | {attempts[-1].message}
+    assert posted(after) <= stored
+    expected = posted(after) | posted(attempts[-1:])
     # A new group, and the member from before the kill (the broker forgot the group and its
     # offsets), both read what was posted after the restart.
     for group in (unique("g"), member):

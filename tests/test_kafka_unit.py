@@ -17,15 +17,19 @@ class SyncReactor(Clock):
 
 
 class FakeProducer:
-    """Queues up to `room` messages; poll() serves the reports of those report() acknowledged."""
+    """Queues up to `room` messages; poll() serves the reports of those report() acknowledged.
+
+    As confluent-kafka, it calls only the callbacks messages were produced with.
+    """
 
     room = 10**9
 
     def __init__(self, settings):
         self.settings = settings
         self.queued = []
+        self.acknowledged = []
 
-    def produce(self, topic, value, key, partition, on_delivery):
+    def produce(self, topic, value, key, partition, on_delivery=None):
         if len(self.queued) >= self.room:
             raise BufferError("queue full")
         self.queued.append((value, on_delivery))
@@ -35,13 +39,14 @@ class FakeProducer:
         self.queued = []
 
     def poll(self, timeout):
-        served, self.acknowledged = getattr(self, "acknowledged", []), []
+        served, self.acknowledged = self.acknowledged, []
         for on_delivery, error in served:
-            on_delivery(error, None)
+            if on_delivery is not None:
+                on_delivery(error, None)
         return len(served)
 
     def __len__(self):
-        return len(self.queued) + len(getattr(self, "acknowledged", []))
+        return len(self.queued) + len(self.acknowledged)
 
     def fail_fatally(self):
         """librdkafka reports a fatal error through error_cb, inside the next poll."""
@@ -98,19 +103,52 @@ def test_delivery_error_becomes_503_naming_the_timeout(producer):
     assert "within 5 s" in out[0].value.message
 
 
-def test_full_queue_waits_for_the_queued_then_fails(producer):
-    producer._producer.room = 2
-    out = results(producer.send("t", [b"a", b"b", b"c", b"d"], None))
-    assert out == []  # two were queued: their reports are awaited
+def test_only_the_last_message_carries_a_delivery_report(producer):
+    producer.send("t", [b"a", b"b", b"c"], None)
+    callbacks = [on_delivery for _, on_delivery in producer._producer.queued]
+    assert callbacks[:2] == [None, None]
+    assert callbacks[2] is not None
+
+
+def test_an_error_on_the_last_report_fails_the_post(producer):
+    out = results(producer.send("t", [b"a", b"b"], None))
+    acknowledge(producer, kafka.KafkaError(kafka.KafkaError._PURGE_QUEUE))
+    assert isinstance(out[0].value, Unavailable)
+
+
+def test_a_report_later_than_the_message_timeout_is_not_trusted(producer):
+    # Earlier messages of the POST may have timed out before the last one was acknowledged.
+    seen = []
+    producer.on_produced = lambda topic, count: seen.append(count)
+    out = results(producer.send("t", [b"a", b"b"], None))
+    producer._reactor.advance(5.0)
     acknowledge(producer)
     assert isinstance(out[0].value, Unavailable)
-    assert "2 of 4 messages were queued" in out[0].value.message
+    assert "may or may not all be written" in out[0].value.message
+    assert seen == []
+
+
+def test_a_post_that_does_not_fit_the_queue_fails_with_nothing_queued(monkeypatch):
+    monkeypatch.setattr(kafka, "Producer", FakeProducer)
+    producer = kafka.KafkaProducer(SyncReactor(), {"queue.buffering.max.messages": 3}, 5.0)
+    producer.start()
+    producer.send("t", [b"a"], None)
+    with pytest.raises(Unavailable, match="nothing was queued"):
+        producer.send("t", [b"a", b"b", b"c"], None)
+    assert len(producer._producer.queued) == 1
+
+
+def test_full_queue_midway_fails_at_once_naming_what_was_queued(producer):
+    # librdkafka's byte limit (queue.buffering.max.kbytes) is not checked beforehand.
+    producer._producer.room = 2
+    with pytest.raises(Unavailable, match="2 of 4 messages were queued"):
+        producer.send("t", [b"a", b"b", b"c", b"d"], None)
 
 
 def test_full_queue_with_nothing_queued_fails_at_once(producer):
     producer._producer.room = 0
-    out = results(producer.send("t", [b"a"], None))
-    assert isinstance(out[0].value, Unavailable)
+    with pytest.raises(Unavailable, match="nothing was queued"):
+        producer.send("t", [b"a"], None)
 
 
 def test_empty_send_is_a_no_op(producer):
@@ -177,9 +215,8 @@ def test_a_fatal_produce_error_fails_the_post_and_replaces_the_producer(producer
         raise kafka.KafkaException(error)
 
     failed.produce = fatal_produce
-    out = results(producer.send("t", [b"a"], None))
-    assert isinstance(out[0].value, Unavailable)
-    assert "replaced" in out[0].value.message
+    with pytest.raises(Unavailable, match="replaced"):
+        producer.send("t", [b"a"], None)
     producer._reactor.advance(0.2)
     assert producer._producer is not failed
     assert producer.fatal_error is None
