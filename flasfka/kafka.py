@@ -180,24 +180,21 @@ ACKNOWLEDGEMENT_SETTINGS: dict[str, Any] = {
 
 
 class _PendingDelivery:
-    """Waits for the delivery report of a POST's last message (served inside poll())."""
+    """A POST waiting for the delivery report of its last message (see KafkaProducer.send)."""
 
-    __slots__ = ("_done", "deferred", "error")
+    __slots__ = ("_done", "deferred", "error", "started", "topic")
 
-    def __init__(self, done: list[_PendingDelivery]) -> None:
+    def __init__(self, done: list[_PendingDelivery], topic: str, started: float) -> None:
         self._done = done
+        self.topic = topic
+        self.started = started
         self.error: KafkaError | None = None
-        self.deferred: Deferred[KafkaError | None] = Deferred()
+        self.deferred: Deferred[None] = Deferred()
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
         """librdkafka's delivery report (reactor thread, inside poll)."""
         self.error = error
         self._done.append(self)
-
-    def finish(self) -> None:
-        """Fire the Deferred with the report's error, or None (reactor thread)."""
-        if not self.deferred.called:
-            self.deferred.callback(self.error)
 
 
 class KafkaProducer:
@@ -236,6 +233,8 @@ class KafkaProducer:
         self._polling = False
         self._poll_call: Any = None
         self._done: list[_PendingDelivery] = []
+        #: Every send not yet answered or expired, oldest first (see _expire).
+        self._waiting: deque[_PendingDelivery] = deque()
         #: Producers replaced after a fatal error, purged, served until their reports are in.
         self._retired: list[tuple[Producer, float]] = []
         #: Whether some broker connection is up, from librdkafka's statistics (1 s period).
@@ -246,8 +245,6 @@ class KafkaProducer:
         self.fatal_error: str | None = None
         #: How many producers were replaced after a fatal error.
         self.replaced = 0
-        #: Called in the reactor with (topic, count) after messages were acknowledged.
-        self.on_produced: Callable[[str, int], None] = lambda topic, count: None
 
     def start(self) -> None:
         """Create the producer and start serving its callbacks."""
@@ -279,7 +276,9 @@ class KafkaProducer:
             done = self._done.copy()
             self._done.clear()  # the list every _PendingDelivery appends to
             for pending in done:
-                pending.finish()
+                self._answer(pending)
+        if self._waiting:
+            self._expire()
         if self._polling:
             busy = (producer is not None and len(producer)) or self._retired
             self._poll_call = self._reactor.callLater(
@@ -367,8 +366,7 @@ class KafkaProducer:
             raise Unavailable("the producer is not running (shutting down)")
         if len(producer) + len(values) > self._queue_room:
             raise self._queue_error(topic, 0, len(values), None)
-        pending = _PendingDelivery(self._done)
-        started = self._reactor.seconds()
+        pending = _PendingDelivery(self._done, topic, self._reactor.seconds())
         produce = producer.produce
         last = len(values) - 1
         queued = 0  # on an error: how many were queued before it
@@ -387,11 +385,9 @@ class KafkaProducer:
                 self.fatal_error = _describe(error)
                 self._poll_soon()
             raise self._queue_error(topic, queued, len(values), error) from None
+        self._waiting.append(pending)
         self._poll_soon()
-        self._bounded(pending, topic)
-        d = pending.deferred
-        d.addCallback(self._delivered, topic, len(values), started)
-        return d
+        return pending.deferred
 
     def _queue_error(
         self, topic: str, queued: int, total: int, error: KafkaError | None
@@ -408,31 +404,48 @@ class KafkaProducer:
             )
         return _gateway_error(error, f"produce to {topic!r}", self.connected, 0)
 
-    def _bounded(self, pending: _PendingDelivery, topic: str) -> None:
-        """Fail the POST if its delivery report never comes (a bug; librdkafka's own
-        message.timeout.ms fails undelivered messages first)."""
-
-        def timed_out(result: object, timeout: float) -> None:
-            raise Unavailable(
-                f"produce to {topic!r}: no delivery report within {timeout:g} s; "
-                "the messages may or may not have been written"
+    def _answer(self, pending: _PendingDelivery) -> None:
+        """Answer a POST from its last message's report (see send()); reactor thread."""
+        d = pending.deferred
+        if d.called:  # cancelled (the client left) or expired
+            return
+        what = f"produce to {pending.topic!r}"
+        if pending.error is not None:
+            d.errback(_gateway_error(pending.error, what, self.connected, self._timeout))
+        elif self._reactor.seconds() - pending.started >= self._timeout:
+            d.errback(
+                Unavailable(
+                    f"{what}: the last message was acknowledged after {self._timeout:g} s, "
+                    "when earlier ones may have timed out; the messages may or may not all "
+                    "be written"
+                )
             )
+        else:
+            d.callback(None)
 
-        pending.deferred.addTimeout(
-            self._timeout + _DELIVERY_SLACK, self._reactor, onTimeoutCancel=timed_out
+    def _expire(self) -> None:
+        """Fail the POSTs whose report has not come _DELIVERY_SLACK past message.timeout.ms
+        (a bug: librdkafka fails undelivered messages at message.timeout.ms)."""
+        waiting = self._waiting
+        oldest = self._reactor.seconds() - self._timeout - _DELIVERY_SLACK
+        while waiting:
+            pending = waiting[0]
+            if not pending.deferred.called:
+                if pending.started > oldest:
+                    return
+                self._fail(
+                    pending, f"no delivery report within {self._timeout + _DELIVERY_SLACK:g} s"
+                )
+            waiting.popleft()
+
+    @staticmethod
+    def _fail(pending: _PendingDelivery, why: str) -> None:
+        pending.deferred.errback(
+            Unavailable(
+                f"produce to {pending.topic!r}: {why}; the messages may or may not have been "
+                "written"
+            )
         )
-
-    def _delivered(self, error: KafkaError | None, topic: str, count: int, started: float) -> None:
-        """Check the last message's report (see send()); count the POST as produced."""
-        what = f"produce to {topic!r}"
-        if error is not None:
-            raise _gateway_error(error, what, self.connected, self._timeout)
-        if self._reactor.seconds() - started >= self._timeout:
-            raise Unavailable(
-                f"{what}: the last message was acknowledged after {self._timeout:g} s, when "
-                "earlier ones may have timed out; the messages may or may not all be written"
-            )
-        self.on_produced(topic, count)
 
     def stop(self, timeout: float) -> Deferred[int]:
         """Refuse new sends, wait (up to timeout) for what is queued; fires with what is left.
@@ -458,6 +471,10 @@ class KafkaProducer:
             self._poll()  # the last reports
             self._producer = None
             self._retired.clear()
+            while self._waiting:
+                pending = self._waiting.popleft()
+                if not pending.deferred.called:
+                    self._fail(pending, "flasfka stopped before the broker acknowledged them")
             done.callback(left)
 
         check()

@@ -93,6 +93,8 @@ class GatewayMetrics:
             registry=registry,
         )
         self._request_children: dict[tuple[str, bytes, int], tuple[Any, Any]] = {}
+        #: flasfka_messages_produced by topic, as labels() would find it (but faster).
+        self._produced_children: dict[str, Any] = {}
         self.requests_in_flight = Gauge(
             "flasfka_http_requests_in_flight",
             "HTTP requests received and not yet answered.",
@@ -125,7 +127,10 @@ class GatewayMetrics:
 
     def produced(self, topic: str, count: int, seconds: float) -> None:
         """Count count messages of one POST acknowledged after seconds."""
-        self._produced.labels(topic).inc(count)
+        counter = self._produced_children.get(topic)
+        if counter is None:
+            counter = self._produced_children[topic] = self._produced.labels(topic)
+        counter.inc(count)
         self._delivery_seconds.observe(seconds)
 
     def produce_failed(self, topic: str, status: int) -> None:

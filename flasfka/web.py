@@ -177,12 +177,13 @@ class HotRoutes(Resource):
     def _respond(request: IRequest, d: Deferred[bytes]) -> None:
         finished = False
 
-        def on_finish(_: object) -> None:
+        def on_finish(result: object) -> None:
             nonlocal finished
             finished = True
+            if isinstance(result, Failure):  # the connection was lost first
+                d.cancel()
 
         request.notifyFinish().addBoth(on_finish)
-        request.notifyFinish().addErrback(lambda _: d.cancel())
 
         def write(body: bytes) -> None:
             if finished:
