@@ -440,6 +440,7 @@ class KafkaProducer:
 
     @staticmethod
     def _fail(pending: _PendingDelivery, why: str) -> None:
+        """Answer a POST whose outcome is unknown with 503."""
         pending.deferred.errback(
             Unavailable(
                 f"produce to {pending.topic!r}: {why}; the messages may or may not have been "
