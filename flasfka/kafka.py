@@ -409,16 +409,14 @@ class KafkaProducer:
         d = pending.deferred
         if d.called:  # cancelled (the client left) or expired
             return
-        what = f"produce to {pending.topic!r}"
         if pending.error is not None:
+            what = f"produce to {pending.topic!r}"
             d.errback(_gateway_error(pending.error, what, self.connected, self._timeout))
         elif self._reactor.seconds() - pending.started >= self._timeout:
-            d.errback(
-                Unavailable(
-                    f"{what}: the last message was acknowledged after {self._timeout:g} s, "
-                    "when earlier ones may have timed out; the messages may or may not all "
-                    "be written"
-                )
+            self._fail(
+                pending,
+                f"the last message was acknowledged after {self._timeout:g} s, when earlier "
+                "ones may have timed out",
             )
         else:
             d.callback(None)

@@ -120,7 +120,7 @@ def test_a_report_later_than_the_message_timeout_is_not_trusted(producer):
     producer._reactor.advance(5.0)
     acknowledge(producer)
     assert isinstance(out[0].value, Unavailable)
-    assert "may or may not all be written" in out[0].value.message
+    assert "may have timed out; the messages may or may not have been" in out[0].value.message
 
 
 def test_a_post_that_does_not_fit_the_queue_fails_with_nothing_queued(monkeypatch):
