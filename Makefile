@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := setup.py $(wildcard flasfka/*.py twisted/plugins/*.py)
+SOURCES := setup.py $(wildcard flasfka/*.py flasfka/*/*.py twisted/plugins/*.py)
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench clean
@@ -24,11 +24,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# bench/run.py: flasfka against a bare Klein app and direct confluent-kafka (~3.5 min).
+# python -m bench: flasfka against a bare Klein app and direct confluent-kafka (~3.5 min).
 BENCH_ARGS ?=
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,7 +5,7 @@ import shlex
 
 from twisted.application.service import Application
 
-from flasfka.tap import Options, makeService
+from flasfka.app.tap import Options, makeService
 
 options = Options()
 options.parseOptions(shlex.split(os.environ.get("FLASFKA_OPTIONS", "")))

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(
@@ -18,7 +18,7 @@ setup(
     long_description_content_type="text/x-rst",
     license="MIT",
     python_requires=">=3.10",
-    packages=["flasfka", "twisted.plugins"],
+    packages=[*find_packages(include=["flasfka", "flasfka.*"]), "twisted.plugins"],
     package_data={"twisted.plugins": ["flasfka_plugin.py"]},
     install_requires=[
         # the event loop, HTTP server, twistd and its plugin system; [tls] (pyOpenSSL,
@@ -47,7 +47,7 @@ setup(
             "ruff>=0.6.0",
         ],
     },
-    entry_points={"console_scripts": ["flasfka-serve = flasfka.cli:main"]},
+    entry_points={"console_scripts": ["flasfka-serve = flasfka.app.cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -2,7 +2,7 @@
 
 POST /<topic>/ parses and checks the body as flasfka does, then answers 204; GET
 /<topic>/<group>/?limit=N answers N in-memory messages as flasfka's JSON. Run it as its own
-process: ``python bench/bare_klein.py PORT``.
+process: ``python -m bench.bare_klein PORT``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ import sys
 from typing import Any
 
 import orjson
+from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
 from klein import Klein
 from twisted.internet import reactor
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web import server
 from twisted.web.iweb import IRequest
-
-from flasfka.validation import check_group, check_topic, parse_limit, parse_messages
 
 app = Klein()
 #: What a GET returns: benchmark-like 100-byte messages.

@@ -3,5 +3,6 @@
 import os
 
 HOSTS = [os.environ["BENCH_KAFKA"]]
-# A Tansu group join waits about session.timeout.ms / 2 (see /work/shared/FINDINGS.md).
-CONSUMER_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS
+
+CONSUMER_CONFIG = dict(TANSU_CONSUMER_SETTINGS)

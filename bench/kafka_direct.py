@@ -1,9 +1,9 @@
 """The Kafka ceiling and the benchmark's checks: plain confluent-kafka, flasfka's settings.
 
-``python bench/kafka_direct.py produce BROKER TOPIC COUNT``  produce COUNT messages, print msg/s
-``python bench/kafka_direct.py consume BROKER TOPIC COUNT``  read COUNT messages as a new group
-``python bench/kafka_direct.py count BROKER TOPIC``          count the records of TOPIC by reading
-``python bench/kafka_direct.py committed BROKER TOPIC GROUP`` sum of GROUP's committed offsets
+``python -m bench.kafka_direct produce BROKER TOPIC COUNT``  produce COUNT messages, print msg/s
+``python -m bench.kafka_direct consume BROKER TOPIC COUNT``  read COUNT messages as a new group
+``python -m bench.kafka_direct count BROKER TOPIC``          count the records of TOPIC by reading
+``python -m bench.kafka_direct committed BROKER TOPIC GROUP`` sum of GROUP's committed offsets
 
 Each prints one JSON line. Tansu's watermarks are wrong, so records are counted by reading.
 """
@@ -16,8 +16,8 @@ import uuid
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-
 from flasfka.config import Config
+
 from flasfka.gateway import client_settings
 
 #: A ~100-byte benchmark message; the GET script counts values starting with "bench-".
@@ -26,7 +26,7 @@ VALUE = b"bench-" + b"x" * 94
 
 def _settings(broker: str) -> tuple[dict, dict]:
     producer, consumer, _ = client_settings(Config(HOSTS=[broker]))
-    consumer = {**consumer, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+    consumer = {**consumer, **TANSU_CONSUMER_SETTINGS}
     return producer, consumer
 
 

@@ -1,5 +1,5 @@
 -- wrk script for the flasfka benchmark: counts every HTTP status and (for GETs) the messages
--- returned, optionally paces each connection, and prints one JSON line for bench/run.py.
+-- returned, optionally paces each connection, and prints one JSON line for python -m bench.
 --
 -- Arguments (after `--`): METHOD PATH [BODY_FILE|-] [DELAY_MS]
 --   METHOD     POST or GET

@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from flasfka.broker import free_port, tansu_binary, tansu_command, wait_for_port
+from flasfka.app.broker import free_port, tansu_binary, tansu_command
+from tests.support.servers import wait_for_port
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -68,15 +69,15 @@ def start_all(children: Children) -> Servers:
         PYTHONPATH=str(BENCH.parent),  # this tree's code, even if the venv's copy is older
     )
     children.start(
-        "bare_klein", [sys.executable, str(BENCH / "bare_klein.py"), str(bare_port)], bare_port
+        "bare_klein", [sys.executable, "-m", "bench.bare_klein", str(bare_port)], bare_port
     )
     return Servers(broker, f"http://127.0.0.1:{flasfka_port}", f"http://127.0.0.1:{bare_port}")
 
 
 def kafka_direct(*args: str | int) -> dict:
-    """Run bench/kafka_direct.py (its own process) and return its JSON result."""
+    """Run bench.kafka_direct (its own process) and return its JSON result."""
     out = subprocess.run(
-        [sys.executable, str(BENCH / "kafka_direct.py"), *map(str, args)],
+        [sys.executable, "-m", "bench.kafka_direct", *map(str, args)],
         check=True,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from procs import BENCH, wrk_binary
+from bench.procs import BENCH, wrk_binary
 
 
 class BenchFailure(SystemExit):

@@ -1,4 +1,4 @@
-"""The open consumers, one per (topic, group): created on demand, bounded, closed when idle."""
+"""The open readers, one per (topic, group): created on demand, bounded, closed when idle."""
 
 from __future__ import annotations
 
@@ -7,22 +7,34 @@ from collections.abc import Callable
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 
+from flasfka.delivery import CommitRounds
 from flasfka.errors import Unavailable
-from flasfka.kafka import GroupConsumer, ReactorLike
+from flasfka.kafka import GroupMember
+from flasfka.reactor import ReactorLike
 
 log = Logger(namespace="flasfka.consumers")
 
-#: Builds a started-to-be consumer for (topic, group).
-ConsumerFactory = Callable[[str, str], GroupConsumer]
+#: Builds a started-to-be group member for (topic, group).
+MemberFactory = Callable[[str, str], GroupMember]
+
+
+class GroupReader:
+    """A group member and the delivery rules that read through it."""
+
+    __slots__ = ("at_most_once", "member")
+
+    def __init__(self, member: GroupMember) -> None:
+        self.member = member
+        self.at_most_once = CommitRounds(member)
 
 
 class ConsumerRegistry:
-    """Keeps at most max_consumers GroupConsumers and closes those idle for idle_timeout."""
+    """Keeps at most max_consumers GroupReaders and closes those idle for idle_timeout."""
 
     def __init__(
         self,
         reactor: ReactorLike,
-        factory: ConsumerFactory,
+        factory: MemberFactory,
         max_consumers: int,
         idle_timeout: float,
     ) -> None:
@@ -30,18 +42,18 @@ class ConsumerRegistry:
         self._factory = factory
         self._max = max_consumers
         self._idle_timeout = idle_timeout
-        self._consumers: dict[tuple[str, str], GroupConsumer] = {}
+        self._consumers: dict[tuple[str, str], GroupReader] = {}
         self._closing: set[Deferred[None]] = set()
 
     def __len__(self) -> int:
         return len(self._consumers)
 
-    def get(self, topic: str, group: str) -> GroupConsumer:
-        """The consumer of (topic, group), started now if there is none."""
-        consumer = self._consumers.get((topic, group))
-        if consumer is not None and consumer.failure is None:
-            return consumer
-        if consumer is not None:
+    def get(self, topic: str, group: str) -> GroupReader:
+        """The reader of (topic, group), its member started now if there is none."""
+        reader = self._consumers.get((topic, group))
+        if reader is not None and reader.member.failure is None:
+            return reader
+        if reader is not None:
             self._close((topic, group))
         if len(self._consumers) >= self._max:
             raise Unavailable(
@@ -49,16 +61,17 @@ class ConsumerRegistry:
                 "try again once idle ones expire",
                 retry_after=max(1, int(self._idle_timeout / 4)),
             )
-        consumer = self._factory(topic, group)
-        self._consumers[(topic, group)] = consumer
-        consumer.start()
+        reader = GroupReader(self._factory(topic, group))
+        self._consumers[(topic, group)] = reader
+        reader.member.start()
         log.info("consumer {group}/{topic} opened", group=group, topic=topic)
-        return consumer
+        return reader
 
     def expire_idle(self) -> None:
         """Close the consumers that served no GET for idle_timeout seconds."""
         now = self._reactor.seconds()
-        for ids, consumer in list(self._consumers.items()):
+        for ids, reader in list(self._consumers.items()):
+            consumer = reader.member
             if not consumer.waiting and now - consumer.last_used >= self._idle_timeout:
                 log.info(
                     "consumer {group}/{topic} idle for {idle:.0f} s: closing",
@@ -69,8 +82,7 @@ class ConsumerRegistry:
                 self._close(ids)
 
     def _close(self, ids: tuple[str, str]) -> None:
-        consumer = self._consumers.pop(ids)
-        d = consumer.close()
+        d = self._consumers.pop(ids).member.close()
         self._closing.add(d)
         d.addBoth(lambda result: (self._closing.discard(d), result)[1])
 

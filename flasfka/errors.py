@@ -1,55 +1,38 @@
-"""Errors a request can end in, each with its HTTP status and a message for the client."""
+"""flasfka's domain errors: what went wrong, in words a client can act on.
+
+They know nothing of HTTP; ``flasfka.http.rendering`` decides the status of each.
+"""
 
 from __future__ import annotations
 
 
-class GatewayError(Exception):
-    """An error answered to the client as JSON {"error": message} with a status code."""
-
-    status = 500
+class FlasfkaError(Exception):
+    """An error a request can end in, with a message for the client."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
-    def headers(self) -> dict[str, str]:
-        """Extra response headers for this error."""
-        return {}
+
+class InvalidInput(FlasfkaError):
+    """The request itself is malformed: a name, a parameter or a body."""
 
 
-class BadRequest(GatewayError):
-    """The request itself is malformed (400)."""
-
-    status = 400
+class UnknownTopic(FlasfkaError):
+    """The topic does not exist and auto-creation is off."""
 
 
-class NotFound(GatewayError):
-    """The topic does not exist and auto-creation is off (404)."""
-
-    status = 404
+class TooLarge(FlasfkaError):
+    """A body or a message is over the configured limit."""
 
 
-class PayloadTooLarge(GatewayError):
-    """A body or a message is over the configured limit (413)."""
-
-    status = 413
+class BrokerRefused(FlasfkaError):
+    """The broker answered with an error that retrying will not fix."""
 
 
-class BrokerRejected(GatewayError):
-    """The broker answered with an error that retrying will not fix (502)."""
-
-    status = 502
-
-
-class Unavailable(GatewayError):
-    """The broker is unreachable, slow, or a local bound is reached (503 + Retry-After)."""
-
-    status = 503
+class Unavailable(FlasfkaError):
+    """The broker is unreachable or slow, or a local bound is reached: try again later."""
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        """Tell the client when to try again."""
-        return {"Retry-After": str(self.retry_after)}

@@ -1,63 +1,31 @@
-"""What the HTTP routes ask of Kafka: produce a POST's messages, fetch a GET's messages."""
+"""What the HTTP routes ask of Kafka: produce a POST's messages, fetch a GET's records.
+
+It owns the producer, the admin client and the group readers, and knows nothing of HTTP.
+"""
 
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from twisted.logger import Logger
 
-from flasfka.config import Config
+from flasfka.app.config import Config
 from flasfka.consumers import ConsumerRegistry
-from flasfka.errors import GatewayError, PayloadTooLarge, Unavailable
+from flasfka.errors import FlasfkaError, TooLarge, Unavailable
 from flasfka.kafka import (
-    ACKNOWLEDGEMENT_SETTINGS,
-    GroupConsumer,
+    GroupMember,
     KafkaProducer,
-    Message,
-    ReactorLike,
-    RunBlocking,
+    RdkafkaLogBridge,
+    ReadAheadBudget,
     TopicAdmin,
+    client_settings,
 )
-from flasfka.logs import RdkafkaLogBridge
+from flasfka.kafka.settings import message_max_bytes
 from flasfka.metrics import GatewayMetrics
+from flasfka.reactor import ReactorLike, RunBlocking
+from flasfka.records import Record
 
 log = Logger(namespace="flasfka.gateway")
-
-#: librdkafka's default message.max.bytes, used when the config does not set it.
-_DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
-
-
-def client_settings(config: Config) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """librdkafka settings for (producer, consumer, admin) built from the config."""
-    common: dict[str, Any] = {
-        "bootstrap.servers": ",".join(config.HOSTS),
-        "client.id": "flasfka",
-        **config.KAFKA_CONFIG,
-    }
-    producer = {
-        **common,
-        # Measured with make bench (16 connections): 5 ms made 1-message POSTs wait ~5 ms
-        # (~2,200 req/s), 0 sent small batches (100-message POSTs -25 %); 0.5 is best of both.
-        "linger.ms": 0.5,
-        # The Java client's key hashing: a key lands on the same partition from any client.
-        "partitioner": "murmur2_random",
-        **config.PRODUCER_CONFIG,
-        **ACKNOWLEDGEMENT_SETTINGS,
-    }
-    consumer = {
-        **common,
-        "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
-        "session.timeout.ms": 10000,
-        "fetch.wait.max.ms": 50,
-        "queued.max.messages.kbytes": 8192,
-        # librdkafka waits this long to fetch again once its queue was full (default 1 s):
-        # consumers that drain fast then sat idle (~200 k msg/s instead of ~1.5 M on Tansu).
-        "fetch.queue.backoff.ms": 10,
-        **config.CONSUMER_CONFIG,
-    }
-    return producer, consumer, common
 
 
 class Gateway:
@@ -81,9 +49,8 @@ class Gateway:
         rdkafka_log = RdkafkaLogBridge(reactor.callFromThread)
         for settings in (self._producer_settings, self._consumer_settings, self._admin_settings):
             settings.setdefault("logger", rdkafka_log)
-        self._message_max_bytes = int(
-            self._producer_settings.get("message.max.bytes", _DEFAULT_MESSAGE_MAX_BYTES)
-        )
+        self._message_max_bytes = message_max_bytes(self._producer_settings)
+        self.read_ahead = ReadAheadBudget(config.CONSUMER_BUFFER_BUDGET)
         self.producer: KafkaProducer | None = None
         self.admin: TopicAdmin | None = None
         self.consumers = ConsumerRegistry(
@@ -96,6 +63,7 @@ class Gateway:
         self.metrics.watch(
             consumers_open=lambda: len(self.consumers),
             broker_connected=lambda: int(self.producer is not None and self.producer.connected),
+            read_ahead_bytes=lambda: self.read_ahead.used,
         )
 
     def start(self) -> None:
@@ -114,14 +82,15 @@ class Gateway:
         )
         self.producer.start()
 
-    def _new_consumer(self, topic: str, group: str) -> GroupConsumer:
-        return GroupConsumer(
+    def _new_consumer(self, topic: str, group: str) -> GroupMember:
+        return GroupMember(
             self._reactor,
             self._consumer_settings,
             topic,
             group,
             buffer_messages=self._config.CONSUMER_BUFFER_MESSAGES,
             buffer_bytes=self._config.CONSUMER_BUFFER_BYTES,
+            budget=self.read_ahead,
         )
 
     def _check_running(self) -> None:
@@ -135,7 +104,7 @@ class Gateway:
         key_size = len(key) if key else 0
         for index, value in enumerate(values):
             if len(value) + key_size > self._message_max_bytes:
-                raise PayloadTooLarge(
+                raise TooLarge(
                     f"message {index} is {len(value) + key_size} bytes with its key; the "
                     f"limit is {self._message_max_bytes} (message.max.bytes); nothing was sent"
                 )
@@ -149,8 +118,7 @@ class Gateway:
             # A POST without a key goes to one partition, so its messages are read in order.
             partition = -1 if key is not None else random.randrange(self.admin.partitions(topic))
             await self.producer.send(topic, values, key, partition)
-        except GatewayError as e:
-            self.metrics.produce_failed(topic, e.status)
+        except FlasfkaError as e:
             if isinstance(e, Unavailable) and self.producer.connected:
                 self.produce_stalled = e.message
                 self.produce_stalled_at = self._reactor.seconds()
@@ -158,17 +126,17 @@ class Gateway:
         self.produce_stalled = None
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
 
-    async def fetch(self, topic: str, group: str, limit: int) -> list[Message]:
+    async def fetch(self, topic: str, group: str, limit: int) -> list[Record]:
         """Up to limit messages of topic for group, committed before they are returned."""
         self._check_running()
         assert self.admin is not None
         ensuring = self.admin.ensure(topic)
         if ensuring is not None:
             await ensuring
-        consumer = self.consumers.get(topic, group)
+        reader = self.consumers.get(topic, group)
         config = self._config
-        await consumer.wait_for(limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT)
-        records = await consumer.consume(limit)
+        await reader.member.wait_for(limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT)
+        records = await reader.at_most_once.consume(limit)
         self.metrics.consumed(topic, len(records))
         return records
 

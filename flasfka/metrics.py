@@ -11,29 +11,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 #: The Content-Type of GET /metrics.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-#: The paths of the operations endpoints, which are their own routes.
-OPS_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
-
 #: Methods that are labels of their own; clients may send any token, counted as "other".
 _METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-
-def route_of(method: bytes, path: bytes) -> str:
-    """The route label of a request path: a few fixed values, never a topic name.
-
-    ``/healthz``, ``/readyz`` and ``/metrics`` are themselves; ``/{topic}/`` and
-    ``/{topic}/{key or group}/`` are templates; anything else is ``other``.
-    """
-    if path in OPS_PATHS:
-        return path.decode()
-    if not path.endswith(b"/") or len(path) < 3:
-        return "other"
-    segments = path.count(b"/")
-    if segments == 2:
-        return "/{topic}/"
-    return "/{topic}/{key}/" if method == b"POST" else "/{topic}/{group}/"
 
 
 class GatewayMetrics:
@@ -87,6 +68,11 @@ class GatewayMetrics:
             "Consumer group members open (one per topic and group).",
             registry=registry,
         )
+        self.read_ahead_bytes = Gauge(
+            "flasfka_read_ahead_bytes",
+            "Bytes fetched ahead of GETs by every consumer, not yet taken.",
+            registry=registry,
+        )
         self.broker_connected = Gauge(
             "flasfka_broker_connected",
             "1 while the producer has a connection to some broker, else 0.",
@@ -102,15 +88,18 @@ class GatewayMetrics:
         )
 
     def watch(
-        self, consumers_open: Callable[[], float], broker_connected: Callable[[], float]
+        self,
+        consumers_open: Callable[[], float],
+        broker_connected: Callable[[], float],
+        read_ahead_bytes: Callable[[], float],
     ) -> None:
         """Read these gauges from callables whenever /metrics is scraped."""
         self.consumers_open.set_function(consumers_open)
+        self.read_ahead_bytes.set_function(read_ahead_bytes)
         self.broker_connected.set_function(broker_connected)
 
-    def request_done(self, method: bytes, path: bytes, status: int, seconds: float) -> None:
-        """Count one answered request."""
-        route = route_of(method, path)
+    def request_done(self, route: str, method: bytes, status: int, seconds: float) -> None:
+        """Count one answered request on route (a route table template, or "other")."""
         if method not in _METHODS:
             method = b"other"
         key = (route, method, status)

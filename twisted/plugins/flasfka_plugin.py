@@ -2,4 +2,4 @@
 
 from twisted.application.service import ServiceMaker
 
-flasfka = ServiceMaker("flasfka", "flasfka.tap", "HTTP gateway for Kafka", "flasfka")
+flasfka = ServiceMaker("flasfka", "flasfka.app.tap", "HTTP gateway for Kafka", "flasfka")

@@ -1,0 +1,1 @@
+"""``python -m bench``: flasfka's throughput and latency against its baselines in one run."""

@@ -1,0 +1,136 @@
+"""build(config, reactor, endpoint): the whole of flasfka, wired top-down.
+
+makeService (twistd and the .tac), flasfka-serve and the tests all build flasfka here, so
+what one of them runs is what the others run. Each layer is built and handed to the one
+above it: [embedded broker] -> gateway -> Kafka service -> handlers -> root resource -> site
+-> listener.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import ILogObserver, Logger
+
+from flasfka import __version__
+from flasfka.app.broker import EmbeddedBroker, free_port, tansu_binary
+from flasfka.app.config import Config
+from flasfka.app.logs import stdout_observer
+from flasfka.app.services import KafkaService, idle_expiry, new_pool, run_blocking_on
+from flasfka.app.shutdown import GracefulListener, OrderedMultiService
+from flasfka.gateway import Gateway
+from flasfka.http.ops import OpsRoutes
+from flasfka.http.resource import GatewayRoot
+from flasfka.http.site import Draining, ObservedSite, make_site
+from flasfka.http.topics import TopicRoutes
+from flasfka.kafka import check_client_settings, client_settings
+from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS
+from flasfka.metrics import GatewayMetrics
+
+log = Logger(namespace="flasfka")
+
+
+class BuildError(Exception):
+    """flasfka cannot be built from these settings; the message says why in one line."""
+
+
+class Flasfka(OrderedMultiService):
+    """flasfka's top service; under twistd it also picks the log format (text or json)."""
+
+    def __init__(self, log_format: str) -> None:
+        super().__init__()
+        self.log_format = log_format
+        self.gateway: Gateway
+        self.site: ObservedSite
+        self.listener: GracefulListener
+
+    def setServiceParent(self, parent: Any) -> None:  # noqa: N802 (Twisted's name)
+        """Join parent; if it is twistd's application, give it the JSON log observer.
+
+        twistd starts logging after makeService, with the application's ILogObserver
+        component if it has one (``twistd --logger`` still wins).
+        """
+        if self.log_format == "json" and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, stdout_observer("json"))
+        super().setServiceParent(parent)
+
+
+def embedded_config(config: Config, broker: EmbeddedBroker) -> Config:
+    """config pointed at the embedded broker, with the Tansu consumer settings."""
+    return config.replace(
+        HOSTS=[broker.address],
+        CONSUMER_CONFIG={**TANSU_CONSUMER_SETTINGS, **config.CONSUMER_CONFIG},
+    )
+
+
+def build(
+    config: Config,
+    reactor: Any,
+    endpoint: str | IStreamServerEndpoint,
+    embedded_broker: bool = False,
+    log_format: str | None = None,
+    config_source: str = "defaults",
+) -> Flasfka:
+    """flasfka listening on endpoint (a Twisted endpoint string or object)."""
+    top = Flasfka(log_format or config.LOG_FORMAT)
+    broker_ready = None
+    if embedded_broker:
+        try:
+            broker = EmbeddedBroker(reactor, free_port(), tansu_binary())
+        except RuntimeError as e:
+            raise BuildError(str(e)) from None
+        config = embedded_config(config, broker)
+        broker.setServiceParent(top)
+        broker_ready = broker.ready
+    try:
+        check_client_settings(*client_settings(config)[:2])
+    except ValueError as e:
+        raise BuildError(f"config error: {config_source}: {e}") from None
+
+    metrics = GatewayMetrics()
+    pool = new_pool()
+    gateway = Gateway(reactor, config, run_blocking_on(reactor, pool), metrics)
+    KafkaService(reactor, config, gateway, pool, broker_ready).setServiceParent(top)
+    idle_expiry(gateway, config, reactor).setServiceParent(top)
+
+    draining = Draining()
+    handlers = {
+        "topics": TopicRoutes(
+            gateway, config.DEFAULT_GROUP, config.CONSUMER_LIMIT, config.CONSUMER_MAX_LIMIT
+        ),
+        "ops": OpsRoutes(
+            gateway,
+            metrics,
+            is_draining=draining,
+            clock=reactor,
+            stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
+        ),
+    }
+    site = make_site(
+        GatewayRoot(handlers),
+        config.MAX_BODY_SIZE,
+        config.HTTP_IDLE_TIMEOUT,
+        clock=reactor,
+        metrics=metrics,
+        draining=draining,
+    )
+    if isinstance(endpoint, str):
+        description = endpoint
+        try:
+            endpoint = endpoints.serverFromString(reactor, endpoint)
+        except (ValueError, TypeError) as e:
+            raise BuildError(f"bad --port {description!r}: {e}") from None
+        scheme = "https" if description.startswith(("ssl:", "tls:")) else "http"
+    else:
+        scheme = "http"
+    listener = GracefulListener(endpoint, site, config.SHUTDOWN_GRACE, scheme)
+    listener.setServiceParent(top)
+
+    top.gateway, top.site, top.listener = gateway, site, listener
+    log.info("flasfka {version} starting", version=__version__)
+    return top
+
+
+__all__ = ["BuildError", "Flasfka", "build"]

@@ -1,0 +1,178 @@
+"""The flasfka config: a Python file of UPPER_CASE names, checked once at startup."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from flasfka.kafka.settings import FIXED_PRODUCER_SETTINGS
+
+#: The environment variable that names the config file, as in the seed.
+CONFIG_ENV = "FLASFKA_CONFIG"
+
+
+class ConfigError(Exception):
+    """The config cannot be used; the message is one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting flasfka reads, with its default."""
+
+    #: Kafka bootstrap servers, "host:port".
+    HOSTS: list[str] = field(default_factory=lambda: ["localhost:9092"])
+    #: Seconds a GET waits for messages once its consumer is caught up.
+    CONSUMER_TIMEOUT: float = 0.1
+    #: Messages returned by a GET without ?limit.
+    CONSUMER_LIMIT: int = 100
+    #: Consumer group of GET /{topic}/.
+    DEFAULT_GROUP: str = "flasfka"
+    #: Largest ?limit a GET accepts.
+    CONSUMER_MAX_LIMIT: int = 10000
+    #: Seconds the first GET of a new consumer waits for the group join and first fetch.
+    CONSUMER_JOIN_TIMEOUT: float = 30.0
+    #: Seconds without a GET after which a consumer leaves its group and is closed.
+    CONSUMER_IDLE_TIMEOUT: float = 300.0
+    #: Most (topic, group) consumers open at once; a GET past it gets 503.
+    MAX_CONSUMERS: int = 100
+    #: Messages a consumer fetches ahead of GETs before it pauses fetching.
+    CONSUMER_BUFFER_MESSAGES: int = 20000
+    #: Bytes a consumer fetches ahead of GETs before it pauses fetching.
+    CONSUMER_BUFFER_BYTES: int = 16 * 1024 * 1024
+    #: Bytes all consumers together fetch ahead of GETs, shared equally between them.
+    CONSUMER_BUFFER_BUDGET: int = 256 * 1024 * 1024
+    #: Largest request body in bytes; a larger one gets 413.
+    MAX_BODY_SIZE: int = 10 * 1024 * 1024
+    #: Seconds a POST waits for the broker's acknowledgement before 503.
+    PRODUCE_TIMEOUT: float = 10.0
+    #: Create a topic on its first POST or GET (else 404 for a missing topic).
+    AUTO_CREATE_TOPICS: bool = True
+    #: Partitions of an auto-created topic (-1: the broker's default).
+    TOPIC_PARTITIONS: int = -1
+    #: Replication factor of an auto-created topic (-1: the broker's default).
+    TOPIC_REPLICATION_FACTOR: int = -1
+    #: librdkafka settings for every client (security.protocol, sasl.*, ssl.*, ...).
+    KAFKA_CONFIG: dict[str, Any] = field(default_factory=dict)
+    #: librdkafka settings for the producer only; they win over KAFKA_CONFIG.
+    PRODUCER_CONFIG: dict[str, Any] = field(default_factory=dict)
+    #: librdkafka settings for consumers only; they win over KAFKA_CONFIG.
+    CONSUMER_CONFIG: dict[str, Any] = field(default_factory=dict)
+    #: Seconds SIGTERM waits for in-flight requests and the producer flush.
+    SHUTDOWN_GRACE: float = 10.0
+    #: Seconds an HTTP connection may stay idle (slow or silent clients are cut).
+    HTTP_IDLE_TIMEOUT: float = 60.0
+    #: Log format: "text" or "json".
+    LOG_FORMAT: str = "text"
+
+    def validate(self, source: str) -> None:
+        """Raise ConfigError for values of the right type but out of range."""
+        positive = (
+            "CONSUMER_LIMIT",
+            "CONSUMER_MAX_LIMIT",
+            "MAX_CONSUMERS",
+            "CONSUMER_BUFFER_MESSAGES",
+            "CONSUMER_BUFFER_BYTES",
+            "CONSUMER_BUFFER_BUDGET",
+            "MAX_BODY_SIZE",
+            "PRODUCE_TIMEOUT",
+            "CONSUMER_JOIN_TIMEOUT",
+            "CONSUMER_IDLE_TIMEOUT",
+            "HTTP_IDLE_TIMEOUT",
+        )
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{source}: {key} must be > 0")
+        for key in ("CONSUMER_TIMEOUT", "SHUTDOWN_GRACE"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{source}: {key} must be >= 0")
+        if not self.HOSTS or not all(isinstance(h, str) and h for h in self.HOSTS):
+            raise ConfigError(f"{source}: HOSTS must be a non-empty list of 'host:port' strings")
+        if self.CONSUMER_LIMIT > self.CONSUMER_MAX_LIMIT:
+            raise ConfigError(f"{source}: CONSUMER_LIMIT must be <= CONSUMER_MAX_LIMIT")
+        if self.LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"{source}: LOG_FORMAT must be 'text' or 'json'")
+        for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG", "CONSUMER_CONFIG"):
+            if not all(isinstance(k, str) for k in getattr(self, key)):
+                raise ConfigError(f"{source}: {key} keys must be strings")
+        for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG"):
+            fixed = sorted(set(getattr(self, key)) & FIXED_PRODUCER_SETTINGS)
+            if fixed:
+                raise ConfigError(
+                    f"{source}: {key} cannot set {', '.join(fixed)}: a POST's acknowledgement "
+                    "relies on flasfka's own value (PRODUCE_TIMEOUT sets message.timeout.ms)"
+                )
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (e.g. HOSTS for the embedded broker)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _type_ok(expected: str, value: Any) -> bool:
+    """Whether value fits the annotation string of a Config field."""
+    if expected == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "bool":
+        return isinstance(value, bool)
+    if expected == "str":
+        return isinstance(value, str)
+    if expected == "list[str]":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    if expected == "dict[str, Any]":
+        return isinstance(value, Mapping)
+    raise AssertionError(f"unhandled config type {expected}")
+
+
+def config_from_mapping(values: Mapping[str, Any], source: str) -> Config:
+    """Build a Config from the UPPER_CASE names of a namespace, checking names and types."""
+    settings: dict[str, Any] = {}
+    for key, value in values.items():
+        if not key.isupper() or key.startswith("_"):
+            continue
+        if key not in _FIELD_TYPES:
+            raise ConfigError(f"{source}: unknown key {key}")
+        expected = str(_FIELD_TYPES[key])
+        if not _type_ok(expected, value):
+            raise ConfigError(
+                f"{source}: {key} must be of type {expected}, not {type(value).__name__}"
+            )
+        if expected == "float":
+            value = float(value)
+        elif expected == "list[str]":
+            value = list(value)
+        elif expected == "dict[str, Any]":
+            value = dict(value)
+        settings[key] = value
+    config = Config(**settings)
+    config.validate(source)
+    return config
+
+
+def load_config(path: str | None = None) -> Config:
+    """Read the config file at path, else the one FLASFKA_CONFIG names, else the defaults."""
+    path = path or os.environ.get(CONFIG_ENV) or None
+    if path is None:
+        return Config()
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    namespace: dict[str, Any] = {"__file__": path}
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        raise ConfigError(f"{path}: syntax error at line {e.lineno}: {e.msg}") from None
+    try:
+        exec(code, namespace)
+    except Exception as e:
+        raise ConfigError(f"{path}: error while running config: {type(e).__name__}: {e}") from None
+    return config_from_mapping(namespace, path)

@@ -1,0 +1,58 @@
+"""twistd wiring: command-line options and makeService, over build()."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.python import usage
+
+from flasfka.app.build import BuildError, Flasfka, build
+from flasfka.app.config import ConfigError, load_config
+from flasfka.app.logs import LOG_FORMATS
+
+
+class Options(usage.Options):
+    """flasfka's options, shared by twistd, flasfka-serve and the .tac."""
+
+    synopsis = "[options]"
+    longdesc = "HTTP gateway to Kafka: POST /{topic}/ to produce, GET /{topic}/ to consume."
+    optParameters = [  # noqa: N815 (Twisted's name)
+        ["port", "p", "5000", "Port number, or a Twisted endpoint string (e.g. tcp:5000, ssl:...)"],
+        ["interface", "i", "127.0.0.1", "Interface a plain port number listens on"],
+        ["config", "c", None, "Config file (a Python file); default: $FLASFKA_CONFIG"],
+        ["log-format", None, None, "Log output: text or json (default: LOG_FORMAT of the config)"],
+    ]
+    optFlags = [  # noqa: N815 (Twisted's name)
+        ["embedded-broker", "e", "Start a memory-only Tansu broker on loopback and use it"],
+    ]
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
+        """Turn a bare port number into an endpoint string."""
+        if self["log-format"] not in (None, *LOG_FORMATS):
+            raise usage.UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
+        port = self["port"]
+        if port.isdigit():
+            self["endpoint"] = f"tcp:{int(port)}:interface={self['interface']}"
+        else:
+            self["endpoint"] = port
+
+
+def makeService(options: Options, reactor: Any = None) -> Flasfka:  # noqa: N802
+    """Build flasfka from the options: [embedded broker], the Kafka side, the listener."""
+    if reactor is None:
+        from twisted.internet import reactor  # twistd's reactor, installed by now
+    try:
+        config = load_config(options["config"])
+    except ConfigError as e:
+        raise usage.UsageError(f"config error: {e}") from None
+    try:
+        return build(
+            config,
+            reactor,
+            options["endpoint"],
+            embedded_broker=bool(options["embedded-broker"]),
+            log_format=options["log-format"],
+            config_source=options["config"] or "defaults",
+        )
+    except BuildError as e:
+        raise usage.UsageError(str(e)) from None

@@ -1,0 +1,1 @@
+"""The HTTP layer: the route table, its handlers, rendering, hardening, the Site."""

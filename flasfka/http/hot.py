@@ -1,0 +1,94 @@
+"""The fast path: the hot rows of the route table served without Klein's routing.
+
+The rows that carry the load run the same handlers as their Klein routes and answer the same
+way (domain errors as JSON, anything else as Twisted's 500, a disconnect cancels the
+request), but skip werkzeug's URL matching and Klein's renderer, and send a Content-Length
+instead of a chunked body. A path Klein would decode differently or reject (an invalid
+topic, a key or group beyond [a-zA-Z0-9._-]) is left to Klein, as is any other request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from flasfka.errors import FlasfkaError
+from flasfka.http.rendering import json_error
+from flasfka.http.routes import PLAIN_NAME_PATTERN, ROUTES, TOPIC_PATTERN
+
+log = Logger(namespace="flasfka.http")
+
+_TOPIC = re.compile(TOPIC_PATTERN.encode())
+_NAME = re.compile(PLAIN_NAME_PATTERN.encode())
+
+#: A handler of a hot route: (request, topic, name or None) -> its body.
+HotHandler = Callable[[IRequest, str, Any], Coroutine[Any, Any, bytes]]
+
+
+class HotPath:
+    """Serves the hot rows of the route table; says no to anything else."""
+
+    def __init__(self, handlers: dict[str, object]) -> None:
+        #: (method, segments) -> handler, from the route table.
+        self._routes: dict[tuple[bytes, int], HotHandler] = {}
+        for route in ROUTES:
+            if route.hot:
+                owner, name = route.handler.split(".")
+                handler = getattr(handlers[owner], name)
+                self._routes[(route.method.encode(), route.segments)] = handler
+
+    def serve(self, request: IRequest) -> bool:
+        """Answer request if it is on a hot route with plain segments; else return False."""
+        postpath = request.postpath  # path segments, already percent-decoded by Twisted
+        handler = self._routes.get((request.method, len(postpath)))
+        if (
+            handler is None
+            or postpath[-1]
+            or not _TOPIC.fullmatch(postpath[0])
+            or (len(postpath) == 3 and not _NAME.fullmatch(postpath[1]))
+        ):
+            return False
+        name = postpath[1].decode("ascii") if len(postpath) == 3 else None
+        work = handler(request, postpath[0].decode("ascii"), name)
+        _respond(request, Deferred.fromCoroutine(work))
+        return True
+
+
+def _respond(request: IRequest, d: Deferred[bytes]) -> None:
+    finished = False
+
+    def on_finish(result: object) -> None:
+        nonlocal finished
+        finished = True
+        if isinstance(result, Failure):  # the connection was lost first
+            d.cancel()
+
+    request.notifyFinish().addBoth(on_finish)
+
+    def write(body: bytes) -> None:
+        if finished:
+            return
+        if body:
+            request.setHeader(b"Content-Length", b"%d" % len(body))
+            request.write(body)
+        request.finish()
+
+    def fail(failure: Failure) -> None:
+        if finished:
+            if not failure.check(CancelledError):
+                log.failure("Unhandled error processing request", failure)
+            return
+        if failure.check(FlasfkaError):
+            write(json_error(request, failure.value))  # type: ignore[arg-type]
+        else:
+            request.processingFailed(failure)  # type: ignore[attr-defined]
+
+    d.addCallbacks(write, fail).addErrback(
+        lambda f: log.failure("Unhandled error writing response", f)
+    )

@@ -1,0 +1,114 @@
+"""The root resource: the route table served through the fast path, then Klein.
+
+Rules that hold for every request are decided here, before any handler runs: OPTIONS is
+answered from the route table, a path that is not UTF-8 and a path or method the table does
+not serve get a JSON error saying what to send instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from klein import Klein
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import PathConverter, RequestRedirect
+
+from flasfka.errors import FlasfkaError
+from flasfka.http.hot import HotPath
+from flasfka.http.rendering import JSON, error_body, json_error
+from flasfka.http.routes import OWN_PATHS, ROUTES, allowed_methods
+
+
+class TextConverter(PathConverter):
+    """A key or group in the path: any characters once percent-decoded, '/' and newlines too.
+
+    werkzeug's path converter stops at a newline ('.' without DOTALL).
+    """
+
+    regex = "(?s:.+?)"
+    part_isolating = False
+
+
+def klein_app(handlers: dict[str, object]) -> Klein:
+    """A Klein app with one route per row of the route table, and JSON for every error."""
+    app = Klein()
+    app.url_map.converters["text"] = TextConverter
+    for route in ROUTES:
+        owner, name = route.handler.split(".")
+        endpoint = getattr(handlers[owner], name)
+        app.route(route.klein_rule, methods=[route.method], endpoint=route.name)(endpoint)
+
+    @app.handle_errors(FlasfkaError)
+    def domain_error(request: IRequest, failure: Failure) -> bytes:
+        return json_error(request, failure.value)  # type: ignore[arg-type]
+
+    @app.handle_errors(RequestRedirect)
+    def redirect(request: IRequest, failure: Failure) -> bytes:
+        target = failure.value.new_url  # type: ignore[union-attr]
+        request.setResponseCode(308)
+        request.setHeader(b"Location", target.encode())
+        return _error(request, 308, f"a topic path ends in '/': use {target}")
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(request: IRequest, failure: Failure) -> bytes:
+        return _not_allowed(request, allowed_methods(request.path))
+
+    @app.handle_errors(NotFound)
+    def not_found(request: IRequest, failure: Failure) -> bytes:
+        return _error(
+            request,
+            404,
+            "no such endpoint: a topic is /{topic}/ or /{topic}/{key or group}/; "
+            "flasfka's own are listed at / and /openapi.json",
+        )
+
+    return app
+
+
+def _not_allowed(request: IRequest, methods: list[str]) -> bytes:
+    request.setHeader(b"Allow", ", ".join(methods).encode())
+    return _error(
+        request,
+        405,
+        f"{request.method.decode('ascii', 'replace')} is not served here; "
+        f"use {', '.join(methods)} (see /openapi.json)",
+    )
+
+
+def _error(request: IRequest, status: int, message: str) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", JSON)
+    return error_body(status, message)
+
+
+class GatewayRoot(Resource):
+    """The Site's resource: OPTIONS, then the fast path, then Klein, for every path."""
+
+    isLeaf = True  # noqa: N815 (Twisted's name)
+
+    def __init__(self, handlers: dict[str, object]) -> None:
+        super().__init__()
+        self._hot = HotPath(handlers)
+        self._klein: IResource = klein_app(handlers).resource()
+
+    def render(self, request: IRequest) -> Any:
+        """Answer OPTIONS and non-UTF-8 paths here, serve a hot route, or hand it to Klein."""
+        if self._hot.serve(request):
+            return NOT_DONE_YET
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(request, 400, "the path is not UTF-8 once percent-decoded")
+        methods = allowed_methods(request.path)
+        if request.method == b"OPTIONS":
+            request.setResponseCode(204)
+            request.setHeader(b"Allow", ", ".join(methods).encode())
+            return b""
+        if request.path in OWN_PATHS and request.method.decode("ascii", "replace") not in methods:
+            return _not_allowed(request, methods)  # not a redirect to the topic of that name
+        return self._klein.render(request)

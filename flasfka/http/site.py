@@ -1,0 +1,179 @@
+"""The HTTP Site: times every request, logs and counts it, and drains on shutdown."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import IResource
+
+from flasfka.http.access_log import log_access
+from flasfka.http.hardening import GatewayChannel, GatewayRequest
+from flasfka.http.routes import route_label
+from flasfka.metrics import GatewayMetrics
+from flasfka.reactor import ReactorLike
+
+log = Logger(namespace="flasfka.site")
+
+
+class _TimedRequests:
+    """The Site's request factory: stamps each new request and tracks it until it ends."""
+
+    def __init__(self, site: ObservedSite, request_class: type[server.Request]) -> None:
+        self._site = site
+        self._class = request_class
+
+    def __call__(self, *args: Any) -> server.Request:
+        request = self._class(*args)
+        self._site.request_started(request)
+        return request
+
+
+class Draining:
+    """Whether the listener is draining: set by the Site, read by /readyz."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+
+    def __call__(self) -> bool:
+        return self.is_set
+
+
+class ObservedSite(server.Site):
+    """A Site that logs one access line per request, counts it, and can drain.
+
+    twisted.web's own access log (``Site.log`` to a log file) is replaced by ``log_access``.
+    Connections speak HTTP/1.x (twisted.web's HTTPChannel, no HTTP/2 negotiation), so that
+    each one can be seen and closed when draining.
+    """
+
+    protocol = HTTPChannel
+
+    def __init__(
+        self,
+        resource: IResource,
+        clock: ReactorLike,
+        metrics: GatewayMetrics,
+        draining: Draining | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(resource, **kwargs)
+        self._draining = draining if draining is not None else Draining()
+        self._clock = clock
+        self._metrics = metrics
+        self.requestFactory = _TimedRequests(self, self.requestFactory)
+        self._started: dict[server.Request, float] = {}
+        self._connections: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
+        self._drained: Deferred[None] | None = None
+        metrics.requests_in_flight.set_function(lambda: len(self._started))
+
+    @property
+    def draining(self) -> bool:
+        """Set once drain() was called: no connection is kept alive any more."""
+        return self._draining.is_set
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered (or dropped)."""
+        return len(self._started)
+
+    def buildProtocol(self, addr: Any) -> HTTPChannel:  # noqa: N802 (Twisted's name)
+        """Remember each connection, to close the idle ones when draining."""
+        channel = super().buildProtocol(addr)
+        self._connections.add(channel)
+        return channel
+
+    def request_started(self, request: server.Request) -> None:
+        """A request line arrived: time it until it is answered or its connection is lost."""
+        self._started[request] = self._clock.seconds()
+        request.notifyFinish().addBoth(self._ended, request)
+        if self.draining:
+            self._stop_keeping_alive(request)
+
+    def _ended(self, _: object, request: server.Request) -> None:
+        self._started.pop(request, None)
+        if self._drained is not None and not self._started and not self._drained.called:
+            self._drained.callback(None)
+
+    def log(self, request: server.Request) -> None:
+        """Called by twisted.web when a response is finished: log and count it."""
+        started = self._started.get(request)
+        seconds = self._clock.seconds() - started if started is not None else 0.0
+        log_access(request, seconds)
+        self._metrics.request_done(
+            route_label(request.method, request.path), request.method, request.code, seconds
+        )
+
+    # --- shutdown --------------------------------------------------------------------------
+
+    def _stop_keeping_alive(self, request: server.Request) -> None:
+        channel = request.channel
+        if channel is not None:
+            channel.persistent = False
+        if not request.startedWriting:
+            request.setHeader(b"Connection", b"close")
+
+    def drain(self, grace: float) -> Deferred[None]:
+        """Close idle connections, let in-flight requests finish for up to grace seconds.
+
+        Connections still busy after grace are aborted. Call it once the port stopped
+        listening; fires when no connection is left.
+        """
+        self._draining.is_set = True
+        for request in list(self._started):
+            self._stop_keeping_alive(request)
+        busy = {request.channel for request in self._started}
+        for channel in list(self._connections):
+            if channel not in busy and channel.transport is not None:
+                channel.loseConnection()
+        if not self._started:
+            return succeed(None)
+        log.info(
+            "waiting up to {grace:g} s for {count} requests in flight",
+            grace=grace,
+            count=len(self._started),
+        )
+        self._drained = Deferred()
+        self._drained.addTimeout(grace, self._clock, onTimeoutCancel=self._cut)
+        return self._drained
+
+    def _cut(self, result: object, timeout: float) -> None:
+        """Abort the connections of the requests that outlived the grace period."""
+        log.warn(
+            "{count} requests still in flight after {grace:g} s: closing their connections",
+            count=len(self._started),
+            grace=timeout,
+        )
+        for request in list(self._started):
+            if request.transport is not None:
+                request.transport.abortConnection()
+
+
+def make_site(
+    resource: IResource,
+    max_body_size: int,
+    idle_timeout: float,
+    site_class: type[server.Site] = ObservedSite,
+    **site_options: Any,
+) -> server.Site:
+    """A Site (of site_class, given site_options) with flasfka's request and channel classes.
+
+    idle_timeout (HTTP_IDLE_TIMEOUT) bounds both the idle time of a connection and the time
+    a request may take to arrive; a client that stops reading is aborted after as long again.
+    """
+    request_factory = type("FlasfkaRequest", (GatewayRequest,), {"max_body_size": max_body_size})
+    site = site_class(
+        resource, requestFactory=request_factory, timeout=idle_timeout, **site_options
+    )
+    site.protocol = type(
+        "FlasfkaChannel",
+        (GatewayChannel,),
+        {"request_timeout": idle_timeout, "abortTimeout": idle_timeout},
+    )
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

@@ -1,0 +1,56 @@
+"""The topic endpoints: POST messages to a topic, GET the next ones for a group."""
+
+from __future__ import annotations
+
+import orjson
+from twisted.web.iweb import IRequest
+
+from flasfka.errors import FlasfkaError
+from flasfka.gateway import Gateway
+from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
+from flasfka.http.rendering import JSON, render_values, status_of
+
+
+class TopicRoutes:
+    """Handlers of the topic rows of the route table, over a Gateway."""
+
+    def __init__(
+        self, gateway: Gateway, default_group: str, default_limit: int, max_limit: int
+    ) -> None:
+        self._gateway = gateway
+        self._metrics = gateway.metrics
+        self.default_group = default_group
+        self._default_limit = default_limit
+        self._max_limit = max_limit
+
+    async def produce(self, request: IRequest, topic: str, key: str | bytes | None = None) -> bytes:
+        """POST /{topic}/[{key}/]: send the body's messages, 204 once all are acknowledged."""
+        check_topic(topic)
+        if isinstance(key, str):
+            key = key.encode()
+        values = parse_messages(request.content.read())
+        try:
+            await self._gateway.produce(topic, values, key)
+        except FlasfkaError as e:
+            self._metrics.produce_failed(topic, status_of(e))
+            raise
+        request.setResponseCode(204)
+        return b""
+
+    async def fetch(self, request: IRequest, topic: str, group: str | None = None) -> bytes:
+        """GET /{topic}/[{group}/]: the next messages of the group, committed first.
+
+        HEAD answers the same headers and takes nothing.
+        """
+        check_topic(topic)
+        group = self.default_group if group is None else group
+        check_group(group)
+        raw_limit = request.args.get(b"limit")
+        limit = parse_limit(
+            raw_limit[-1] if raw_limit else None, self._default_limit, self._max_limit
+        )
+        request.setHeader(b"Content-Type", JSON)
+        if request.method == b"HEAD":
+            return b""
+        records = await self._gateway.fetch(topic, group, limit)
+        return orjson.dumps({"group": group, "messages": render_values(records)})

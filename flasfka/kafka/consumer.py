@@ -1,0 +1,451 @@
+"""One consumer group member for (topic, group): a poll thread and a read-ahead buffer.
+
+confluent-kafka serializes the calls on one consumer (a commit waits for the consume in
+progress), so every call runs on the member's own thread, which keeps polling between GETs:
+a member that is not polled would hold up every join of its group. Results come back to the
+reactor with ``callFromThread``; no Deferred is fired on the poll thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import Logger
+
+from flasfka.errors import Unavailable
+from flasfka.kafka.budget import ReadAheadBudget
+from flasfka.kafka.errors import describe, domain_error
+from flasfka.reactor import ReactorLike
+from flasfka.records import Record
+
+log = Logger(namespace="flasfka.kafka.consumer")
+
+#: Most messages a consumer thread hands to the reactor in one call.
+_CONSUME_BATCH = 1000
+#: How long an idle consumer thread waits for a command before it consumes again.
+_IDLE_WAIT = 0.05
+#: The same while a GET waits for messages.
+_ACTIVE_WAIT = 0.005
+#: How long a consumer's buffer stays full before its partitions are paused.
+_PAUSE_AFTER = 1.0
+
+
+def _records(topic: str, messages: list[Message]) -> tuple[list[Record], list[int], int, list[str]]:
+    """The records of a consume() batch, the partitions that reached their end, their size
+    and the errors met."""
+    records: list[Record] = []
+    ends: list[int] = []
+    errors: list[str] = []
+    size = 0
+    for message in messages:
+        error = message.error()
+        if error is None:
+            key = message.key()
+            value = message.value()
+            records.append(
+                Record(
+                    topic,
+                    message.partition(),
+                    message.offset(),
+                    message.timestamp()[1],
+                    key,
+                    value,
+                    message.headers(),
+                )
+            )
+            if value is not None:
+                size += len(value)
+            if key is not None:
+                size += len(key)
+        elif error.code() == KafkaError._PARTITION_EOF:
+            ends.append(message.partition())
+        else:
+            errors.append(describe(error))
+    return records, ends, size, errors
+
+
+class GroupMember:
+    """A Kafka group member for (topic, group), kept polled on its own thread.
+
+    The thread fetches ahead into a buffer owned by the reactor thread. What it has handed
+    over and not yet been taken is counted on the fetching side (``_held``), so the thread
+    stops fetching once its share of the read-ahead is used, however far behind the reactor
+    is; a buffer full for a while pauses its partitions, and the member keeps serving the
+    group. Taking records and committing them are separate steps: flasfka.delivery decides
+    what a GET takes and when it commits. A rebalance drops the buffered records of revoked
+    partitions and runs queued commits before giving them up.
+    """
+
+    def __init__(
+        self,
+        reactor: ReactorLike,
+        settings: dict[str, Any],
+        topic: str,
+        group: str,
+        buffer_messages: int,
+        buffer_bytes: int,
+        budget: ReadAheadBudget | None = None,
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self._reactor = reactor
+        self._settings = {
+            **settings,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+        }
+        self._max_messages = buffer_messages
+        self._budget = budget if budget is not None else ReadAheadBudget(buffer_bytes)
+        self._share = self._budget.join(buffer_bytes)
+        self._consumer: Consumer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._repause = False
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        #: (messages, bytes) handed to the reactor and not yet taken; both threads update it.
+        self._held_lock = threading.Lock()
+        self._held_messages = 0
+        # Reactor-thread state below.
+        self._buffer: deque[Record] = deque()
+        self._assigned: set[int] = set()
+        self._started: set[int] = set()
+        self._joined = False
+        self._waiters: list[Deferred[None]] = []
+        self._committed: dict[int, int] = {}
+        self._closed: Deferred[None] = Deferred()
+        self._closed.addCallback(self._fail_pending_commands)
+        self._pending: set[Deferred[Any]] = set()
+        self.failure: str | None = None
+        self.last_used = reactor.seconds()
+        #: GETs waiting in wait_for(); the member is not idle while there are any.
+        self.waiting = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the poll thread (which creates the consumer and subscribes)."""
+        self._thread = threading.Thread(
+            target=self._poll_loop,
+            name=f"flasfka-consumer-{self.topic}-{self.group}"[:60],
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> Deferred[None]:
+        """Leave the group and stop the thread; fires once the consumer is closed."""
+        self._stopping = True
+        self._commands.put(lambda: None)
+        self._notify()
+        if self._thread is None:
+            self._end()
+        return self._closed
+
+    def _end(self) -> None:
+        """The thread is gone: give back the read-ahead share (reactor thread)."""
+        self._drop(list(self._buffer))
+        self._buffer.clear()
+        self._share.leave()
+        self._closed.callback(None)
+
+    @property
+    def closing(self) -> bool:
+        """Whether close() was called."""
+        return self._stopping
+
+    @property
+    def caught_up(self) -> bool:
+        """Joined, and every assigned partition has returned a message or reached its end."""
+        return self._joined and self._assigned <= self._started
+
+    @property
+    def assignment(self) -> frozenset[int]:
+        """The partitions this member holds."""
+        return frozenset(self._assigned)
+
+    @property
+    def buffered(self) -> int:
+        """Messages fetched ahead and not yet taken."""
+        return len(self._buffer)
+
+    @property
+    def full(self) -> bool:
+        """Whether the read-ahead handed over (and not yet taken) is at its bound."""
+        return self._held_messages >= self._max_messages or self._share.exhausted
+
+    # --- poll thread -----------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        """Create, subscribe, poll until close() is called, then leave the group.
+
+        consume never blocks: the thread waits on its command queue instead, which a commit
+        or close wakes at once.
+        """
+        call = self._reactor.callFromThread
+        try:
+            consumer = self._consumer = Consumer(self._settings)
+            consumer.subscribe(
+                [self.topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+        except Exception as e:
+            call(self._fail, f"cannot create consumer: {describe(e)}")
+            call(self._end)
+            return
+        paused = False
+        full_since: float | None = None
+        try:
+            while not self._stopping:
+                self._run_commands()
+                full = self.full
+                if not full:
+                    full_since = None
+                elif full_since is None:
+                    full_since = time.monotonic()
+                # Pausing purges librdkafka's fetch queue and a resume costs ~1 s on Tansu,
+                # so a busy member only stops consuming while its buffer is full (librdkafka
+                # then stops at queued.max.messages.kbytes); one full for _PAUSE_AFTER seconds
+                # is paused, so that consume() keeps serving the group without fetching.
+                pause = full and time.monotonic() - full_since >= _PAUSE_AFTER  # type: ignore[operator]
+                if pause != paused or self._repause:
+                    self._repause = False
+                    partitions = consumer.assignment()
+                    if pause:
+                        consumer.pause(partitions)
+                    else:
+                        consumer.resume(partitions)
+                    paused = pause
+                if (paused or not full) and self._consume_once(consumer, call):
+                    continue
+                wait = _ACTIVE_WAIT if self._waiters else _IDLE_WAIT
+                try:
+                    command = self._commands.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                command()
+        except Exception as e:  # a fatal librdkafka error: report it, leave the group
+            call(self._fail, f"consumer failed: {describe(e)}")
+        finally:
+            self._run_commands()
+            try:
+                consumer.close()
+            except Exception as e:
+                call(log.warn, "closing consumer {group}/{topic}: {e}", **self._ids(), e=e)
+            call(self._end)
+
+    def _fail_pending_commands(self, result: None) -> None:
+        """Once the thread is gone, fail the commands it will never run (reactor thread)."""
+        for d in list(self._pending):
+            if not d.called:
+                d.errback(Unavailable("the consumer closed before committing; try again"))
+        return result
+
+    def _run_commands(self) -> None:
+        """Run the commands queued by the reactor (poll thread)."""
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _in_poll_thread(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run f(*args) on the poll thread; a Deferred (fired in the reactor) of its result."""
+        if self._closed.called:
+            return fail(Unavailable("the consumer is closed; try again"))
+        d: Deferred[Any] = Deferred()
+        self._pending.add(d)
+        d.addBoth(lambda result: (self._pending.discard(d), result)[1])
+        call = self._reactor.callFromThread
+
+        def command() -> None:
+            try:
+                result = f(*args)
+            except BaseException as e:
+                call(d.errback, e)
+            else:
+                call(d.callback, result)
+
+        self._commands.put(command)
+        return d
+
+    def _consume_once(self, consumer: Consumer, call: Callable[..., None]) -> bool:
+        """One non-blocking consume; hand records and partition ends to the reactor."""
+        messages = consumer.consume(_CONSUME_BATCH, 0)
+        if not messages:
+            return False
+        records, ends, size, errors = _records(self.topic, messages)
+        for error in errors:
+            call(log.warn, "consumer {group}/{topic}: {error}", **self._ids(), error=error)
+        self._hold(len(records), size)
+        call(self._received, records, ends)
+        return True
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Rebalance callback (poll thread): partitions were added."""
+        self._repause = True
+        self._reactor.callFromThread(self._assign, [p.partition for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Rebalance callback (poll thread): drop their buffered records, finish commits."""
+        numbers = [p.partition for p in partitions]
+        if self._stopping:
+            self._reactor.callFromThread(self._revoke, numbers)
+        else:
+            # After this returns, no GET can take a record of these partitions; the commits
+            # of those already taken are queued, and run before the partitions are given up.
+            blockingCallFromThread(self._reactor, self._revoke, numbers)  # type: ignore[arg-type]
+        self._run_commands()
+
+    def _ids(self) -> dict[str, str]:
+        return {"group": self.group, "topic": self.topic}
+
+    # --- both threads ----------------------------------------------------------------------
+
+    def _hold(self, count: int, size: int) -> None:
+        """Count records handed to the reactor (poll thread), against the bounds."""
+        with self._held_lock:
+            self._held_messages += count
+        self._share.use(size)
+
+    def _drop(self, records: list[Record]) -> None:
+        """Stop counting records that were taken or dropped (reactor thread)."""
+        if not records:
+            return
+        size = 0
+        for record in records:
+            size += record.size
+        with self._held_lock:
+            self._held_messages -= len(records)
+        self._share.use(-size)
+
+    # --- reactor thread --------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        log.error("consumer {group}/{topic}: {reason}", **self._ids(), reason=reason)
+        self._notify()
+
+    def _assign(self, partitions: list[int]) -> None:
+        self._joined = True
+        self._assigned.update(partitions)
+        self._notify()
+
+    def _revoke(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        self._assigned -= gone
+        self._started -= gone
+        for partition in gone:
+            self._committed.pop(partition, None)
+        if self._buffer:
+            kept: list[Record] = []
+            dropped: list[Record] = []
+            for record in self._buffer:
+                (dropped if record.partition in gone else kept).append(record)
+            self._buffer = deque(kept)
+            self._drop(dropped)
+
+    def _received(self, records: list[Record], ends: list[int]) -> None:
+        if self._closed.called:  # handed over after the member ended
+            self._drop(records)
+            return
+        self._buffer.extend(records)
+        if not self._assigned <= self._started:
+            self._started.update({record.partition for record in records})
+            self._started.update(ends)
+        self._notify()
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(None)
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Wait (cancellably) until condition() holds, failure or close, or timeout."""
+        deadline = self._reactor.seconds() + timeout
+        while not (condition() or self.failure or self._stopping):
+            remaining = deadline - self._reactor.seconds()
+            if remaining <= 0:
+                return
+            waiter: Deferred[None] = Deferred()
+            self._waiters.append(waiter)
+            waiter.addTimeout(remaining, self._reactor, onTimeoutCancel=lambda *_: None)  # type: ignore[arg-type]
+            await waiter
+
+    async def wait_for(self, limit: int, timeout: float, join_timeout: float) -> None:
+        """Wait until limit records are buffered, or the join and then timeout have passed."""
+        self.last_used = self._reactor.seconds()
+        self.waiting += 1  # not idle while a GET waits, however long the join takes
+        try:
+            if not self.caught_up:
+                await self._wait_until(
+                    lambda: self.caught_up or len(self._buffer) >= limit, join_timeout
+                )
+            if timeout > 0:
+                await self._wait_until(lambda: len(self._buffer) >= limit, timeout)
+        finally:
+            self.waiting -= 1
+        self.last_used = self._reactor.seconds()
+        if self.failure:
+            raise Unavailable(f"consumer {self.group}/{self.topic}: {self.failure}")
+        if self._stopping:
+            raise Unavailable("the consumer is closing (shutdown or idle expiry); try again")
+
+    def take(self, limit: int) -> list[Record]:
+        """Remove and return up to limit buffered records, oldest first per partition."""
+        buffer = self._buffer
+        count = min(limit, len(buffer))
+        taken = [buffer.popleft() for _ in range(count)]
+        self._drop(taken)
+        return taken
+
+    def put_back(self, records: list[Record]) -> None:
+        """Return records that were taken but not delivered, ahead of the rest."""
+        kept = [record for record in records if record.partition in self._assigned]
+        self._buffer.extendleft(reversed(kept))
+        self._hold(len(kept), sum(record.size for record in kept))
+
+    def commit(self, records: list[Record]) -> Deferred[None]:
+        """Commit the offsets just past records, synchronously with the broker."""
+        if not records:
+            return succeed(None)
+        ends: dict[int, int] = {}
+        for record in records:
+            ends[record.partition] = record.offset + 1
+        # Never move a partition's offset back: records put back after a commit (their GET
+        # was cancelled) are behind what was already committed.
+        committed = self._committed
+        for partition, end in ends.items():
+            ends[partition] = max(end, committed.get(partition, 0))
+        offsets = [TopicPartition(self.topic, p, end) for p, end in ends.items()]
+        d = self._in_poll_thread(self._commit_blocking, offsets)
+        d.addCallback(lambda _: committed.update(ends))
+        return d
+
+    def _commit_blocking(self, offsets: list[TopicPartition]) -> None:
+        """Commit offsets (poll thread) and raise Unavailable on any failure."""
+        consumer = self._consumer
+        if consumer is None or self._stopping:
+            raise Unavailable("the consumer is closing; nothing was committed")
+        what = f"commit offsets of {self.group}/{self.topic}"
+        try:
+            results = consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            raise domain_error(e.args[0], what, True, 0) from None
+        except RuntimeError as e:
+            raise Unavailable(f"{what}: {e}") from None
+        for result in results or ():
+            if result.error is not None:
+                raise Unavailable(f"{what}: {describe(result.error)}")

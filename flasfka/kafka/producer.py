@@ -1,0 +1,332 @@
+"""The Kafka producer, bridged into the reactor: a send is a Deferred of the broker's ack.
+
+The reactor serves the producer's delivery reports with ``poll(0)``, which never blocks, so
+no thread is involved and no Deferred is fired outside the reactor thread.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from flasfka.errors import FlasfkaError, Unavailable
+from flasfka.kafka.errors import describe, domain_error
+from flasfka.kafka.settings import ACKNOWLEDGEMENT_SETTINGS
+from flasfka.reactor import ReactorLike
+
+log = Logger(namespace="flasfka.kafka.producer")
+
+#: How often the reactor serves the producer's callbacks while messages are in flight.
+_BUSY_POLL = 0.001
+#: The same when none are (errors and statistics only).
+_IDLE_POLL = 0.1
+#: librdkafka's default queue.buffering.max.messages.
+_QUEUE_MESSAGES = 100_000
+#: Seconds past message.timeout.ms after which a POST stops waiting for its delivery report.
+_DELIVERY_SLACK = 5.0
+
+
+class _PendingDelivery:
+    """A POST waiting for the delivery report of its last message (see KafkaProducer.send)."""
+
+    __slots__ = ("_done", "deferred", "error", "started", "topic")
+
+    def __init__(self, done: list[_PendingDelivery], topic: str, started: float) -> None:
+        self._done = done
+        self.topic = topic
+        self.started = started
+        self.error: KafkaError | None = None
+        self.deferred: Deferred[None] = Deferred()
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """librdkafka's delivery report (reactor thread, inside poll)."""
+        self.error = error
+        self._done.append(self)
+
+
+class KafkaProducer:
+    """A confluent-kafka Producer whose sends return Deferreds fired in the reactor.
+
+    The reactor serves the producer's callbacks with poll(0), which never blocks: every
+    _BUSY_POLL while messages are in flight (and on the next reactor iteration after a send),
+    every _IDLE_POLL otherwise. Serving them here rather than on a thread of their own saves
+    a GIL hand-off per delivery report and a thread hop per POST (measured: ~190 k -> ~310 k
+    messages/s for 100-message POSTs).
+
+    A send waits for the report of its last message only (see send()); the other reports
+    are dropped inside librdkafka's C callback, without a Python object or call.
+    """
+
+    def __init__(
+        self,
+        reactor: ReactorLike,
+        settings: dict[str, Any],
+        produce_timeout: float,
+    ) -> None:
+        self._reactor = reactor
+        self._timeout = produce_timeout
+        self._settings = {
+            **settings,
+            **ACKNOWLEDGEMENT_SETTINGS,
+            "message.timeout.ms": int(produce_timeout * 1000),
+            "error_cb": self._on_error,
+            "stats_cb": self._on_stats,
+            "statistics.interval.ms": settings.get("statistics.interval.ms", 1000),
+        }
+        #: Most messages librdkafka's local queue holds.
+        self._queue_room = int(settings.get("queue.buffering.max.messages", _QUEUE_MESSAGES))
+        self._producer: Producer | None = None
+        self._running = False
+        self._polling = False
+        self._poll_call: Any = None
+        self._done: list[_PendingDelivery] = []
+        #: Every send not yet answered or expired, oldest first (see _expire).
+        self._waiting: deque[_PendingDelivery] = deque()
+        #: Producers replaced after a fatal error, purged, served until their reports are in.
+        self._retired: list[tuple[Producer, float]] = []
+        #: Whether some broker connection is up, from librdkafka's statistics (1 s period).
+        self.connected = False
+        #: The last connection problem librdkafka reported, for /readyz and errors.
+        self.last_error: str | None = None
+        #: A fatal error (e.g. of the idempotent producer): the producer cannot send any more.
+        self.fatal_error: str | None = None
+        #: How many producers were replaced after a fatal error.
+        self.replaced = 0
+
+    def start(self) -> None:
+        """Create the producer and start serving its callbacks."""
+        self._running = True
+        self._producer = Producer(self._settings)
+        self._polling = True
+        self._poll_call = self._reactor.callLater(_IDLE_POLL, self._poll)
+
+    def _poll(self) -> None:
+        """Serve delivery reports, errors and statistics (reactor thread; poll(0) never blocks).
+
+        A fatal error (e.g. UNKNOWN_PRODUCER_ID once a broker lost the idempotent producer's
+        state) makes the producer unusable: it is replaced, purged, and served until the
+        reports of what it still held are in, so that every waiting POST gets its answer.
+        """
+        self._poll_call = None
+        producer = self._producer
+        if producer is not None:
+            try:
+                producer.poll(0)
+            except Exception as e:  # a callback raised: keep serving the other reports
+                log.warn("Kafka producer poll: {e}", e=e)
+            if self.fatal_error is not None:  # reported by _on_error inside that poll
+                self._replace(producer, self.fatal_error)
+                producer = self._producer
+        if self._retired:
+            self._serve_retired()
+        if self._done:
+            done = self._done.copy()
+            self._done.clear()  # the list every _PendingDelivery appends to
+            for pending in done:
+                self._answer(pending)
+        if self._waiting:
+            self._expire()
+        if self._polling:
+            busy = (producer is not None and len(producer)) or self._retired
+            self._poll_call = self._reactor.callLater(
+                _BUSY_POLL if busy else _IDLE_POLL, self._poll
+            )
+
+    def _poll_soon(self) -> None:
+        """Poll on the next reactor iteration (after messages were queued).
+
+        Under load every POST thus serves the reports that arrived meanwhile, sooner than
+        the _BUSY_POLL timer; an idle reactor polls once more, then every _BUSY_POLL.
+        """
+        call = self._poll_call
+        if call is not None and call.getTime() > self._reactor.seconds():
+            call.reset(0)
+
+    def _replace(self, failed: Producer, reason: str) -> None:
+        """Replace a producer that hit a fatal error with a new one (reactor thread)."""
+        if failed is not self._producer or not self._running:
+            return
+        log.error("Kafka producer failed ({reason}): replacing it", reason=reason)
+        self.last_error = reason
+        self.replaced += 1
+        try:
+            failed.purge(blocking=False)
+        except Exception as e:
+            log.warn("purging a failed producer: {e}", e=e)
+        self._retired.append((failed, self._reactor.seconds() + self._timeout + _DELIVERY_SLACK))
+        self._producer = Producer(self._settings)
+        self.fatal_error = None
+
+    def _serve_retired(self) -> None:
+        """Serve the last delivery reports of replaced producers, then let them go."""
+        now = self._reactor.seconds()
+        kept = []
+        for producer, deadline in self._retired:
+            try:
+                producer.poll(0)
+            except Exception:
+                pass  # it already failed fatally; its reports still come
+            if len(producer) and now < deadline:
+                kept.append((producer, deadline))
+        self._retired = kept
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (reactor thread, inside poll)."""
+        self.last_error = describe(error)
+        if error.fatal():
+            self.fatal_error = self.last_error
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._set_connected(False)
+        log.warn("Kafka producer: {error}", error=self.last_error)
+
+    def _set_connected(self, up: bool) -> None:
+        """Track the connection state; log each change (reactor thread)."""
+        if up == self.connected:
+            return
+        self.connected = up
+        if up:
+            log.info("Kafka producer connected to the broker")
+        else:
+            log.warn("Kafka producer lost its connection to every broker")
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics callback (reactor thread, inside poll): connection state."""
+        brokers = orjson.loads(stats_json).get("brokers", {})
+        self._set_connected(any(broker.get("state") == "UP" for broker in brokers.values()))
+
+    def send(
+        self, topic: str, values: list[bytes], key: bytes | None, partition: int = -1
+    ) -> Deferred[None]:
+        """Queue values (in order) to one partition; fire once the broker has all of them.
+
+        partition -1 lets the partitioner choose from the key (one partition for all values).
+        Only the last message carries a delivery report. Its acknowledgement covers the others:
+        they were queued before it on the same partition, the idempotent producer sends them
+        in order, and the broker takes a batch of an epoch only after every batch before it.
+        A new epoch past failed messages is fatal under ACKNOWLEDGEMENT_SETTINGS, except after
+        message.timeout.ms; so an acknowledgement that comes later than that is not trusted.
+        """
+        if not values:
+            return succeed(None)
+        producer = self._producer
+        if producer is None or not self._running:
+            raise Unavailable("the producer is not running (shutting down)")
+        if len(producer) + len(values) > self._queue_room:
+            raise self._queue_error(topic, 0, len(values), None)
+        pending = _PendingDelivery(self._done, topic, self._reactor.seconds())
+        produce = producer.produce
+        last = len(values) - 1
+        queued = 0  # on an error: how many were queued before it
+        try:
+            for queued in range(last):
+                produce(topic, values[queued], key, partition)
+            queued = last
+            produce(topic, values[last], key, partition, on_delivery=pending.on_delivery)
+        except BufferError:
+            raise self._queue_error(topic, queued, len(values), None) from None
+        except KafkaException as e:
+            error = e.args[0]
+            # produce() reports the fatal state as a plain _FATAL error (fatal() is False),
+            # and error_cb may never report it: the next poll replaces the producer.
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                self.fatal_error = describe(error)
+                self._poll_soon()
+            raise self._queue_error(topic, queued, len(values), error) from None
+        self._waiting.append(pending)
+        self._poll_soon()
+        return pending.deferred
+
+    def _queue_error(
+        self, topic: str, queued: int, total: int, error: KafkaError | None
+    ) -> FlasfkaError:
+        """The error of a POST whose messages were not all queued."""
+        if error is None or error.code() == KafkaError._QUEUE_FULL:
+            sent = (
+                f"{queued} of {total} messages were queued and may still be delivered"
+                if queued
+                else "nothing was queued"
+            )
+            return Unavailable(
+                f"produce to {topic!r}: the local queue is full; {sent}", retry_after=1
+            )
+        return domain_error(error, f"produce to {topic!r}", self.connected, 0)
+
+    def _answer(self, pending: _PendingDelivery) -> None:
+        """Answer a POST from its last message's report (see send()); reactor thread."""
+        d = pending.deferred
+        if d.called:  # cancelled (the client left) or expired
+            return
+        if pending.error is not None:
+            what = f"produce to {pending.topic!r}"
+            d.errback(domain_error(pending.error, what, self.connected, self._timeout))
+        elif self._reactor.seconds() - pending.started >= self._timeout:
+            self._fail(
+                pending,
+                f"the last message was acknowledged after {self._timeout:g} s, when earlier "
+                "ones may have timed out",
+            )
+        else:
+            d.callback(None)
+
+    def _expire(self) -> None:
+        """Fail the POSTs whose report has not come _DELIVERY_SLACK past message.timeout.ms
+        (a bug: librdkafka fails undelivered messages at message.timeout.ms)."""
+        waiting = self._waiting
+        oldest = self._reactor.seconds() - self._timeout - _DELIVERY_SLACK
+        while waiting:
+            pending = waiting[0]
+            if not pending.deferred.called:
+                if pending.started > oldest:
+                    return
+                self._fail(
+                    pending, f"no delivery report within {self._timeout + _DELIVERY_SLACK:g} s"
+                )
+            waiting.popleft()
+
+    @staticmethod
+    def _fail(pending: _PendingDelivery, why: str) -> None:
+        """Answer a POST whose outcome is unknown with 503."""
+        pending.deferred.errback(
+            Unavailable(
+                f"produce to {pending.topic!r}: {why}; the messages may or may not have been "
+                "written"
+            )
+        )
+
+    def stop(self, timeout: float) -> Deferred[int]:
+        """Refuse new sends, wait (up to timeout) for what is queued; fires with what is left.
+
+        The producer is dropped afterwards, which closes its connections.
+        """
+        self._running = False
+        producer = self._producer
+        if producer is None:
+            return succeed(0)
+        done: Deferred[int] = Deferred()
+        deadline = self._reactor.seconds() + timeout
+
+        def check() -> None:
+            left = len(producer)
+            if left and self._reactor.seconds() < deadline:
+                self._reactor.callLater(_BUSY_POLL * 10, check)
+                return
+            self._polling = False
+            if self._poll_call is not None:
+                self._poll_call.cancel()
+                self._poll_call = None
+            self._poll()  # the last reports
+            self._producer = None
+            self._retired.clear()
+            while self._waiting:
+                pending = self._waiting.popleft()
+                if not pending.deferred.called:
+                    self._fail(pending, "flasfka stopped before the broker acknowledged them")
+            done.callback(left)
+
+        check()
+        return done
