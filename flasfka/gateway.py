@@ -10,7 +10,7 @@ import random
 from twisted.logger import Logger
 
 from flasfka.app.config import Config
-from flasfka.consumers import ConsumerRegistry
+from flasfka.consumers import ConsumerRegistry, GroupReader
 from flasfka.errors import FlasfkaError, TooLarge, Unavailable
 from flasfka.kafka import (
     GroupMember,
@@ -126,19 +126,64 @@ class Gateway:
         self.produce_stalled = None
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
 
-    async def fetch(self, topic: str, group: str, limit: int) -> list[Record]:
-        """Up to limit messages of topic for group, committed before they are returned."""
+    async def fetch(
+        self, topic: str, group: str, limit: int, timeout: float | None = None
+    ) -> list[Record]:
+        """Up to limit messages of topic for group, committed before they are returned.
+
+        With timeout (a long poll), wait up to that many seconds after the group join for
+        the first message.
+        """
+        reader = await self.reader(topic, group)
+        config = self._config
+        if timeout is None:
+            await reader.member.wait_for(
+                limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT
+            )
+            records = await reader.at_most_once.consume(limit)
+        else:
+            records = await self._long_poll(reader, limit, timeout)
+        self.metrics.consumed(topic, len(records))
+        return records
+
+    async def reader(self, topic: str, group: str) -> GroupReader:
+        """The reader of (topic, group), its topic created first if need be (GETs, streams)."""
         self._check_running()
         assert self.admin is not None
         ensuring = self.admin.ensure(topic)
         if ensuring is not None:
             await ensuring
-        reader = self.consumers.get(topic, group)
+        return self.consumers.get(topic, group)
+
+    async def _long_poll(self, reader: GroupReader, limit: int, timeout: float) -> list[Record]:
+        """Wait up to timeout (after the join) for a first message, then gather up to limit.
+
+        Once a message is there, the answer waits for limit of them or until none more arrive
+        within CONSUMER_TIMEOUT. Records another GET of the group took meanwhile do not end
+        the wait: it goes on until something is taken or timeout has passed. Every wait is
+        cancellable: a client gone mid-wait takes nothing.
+        """
+        member = reader.member
         config = self._config
-        await reader.member.wait_for(limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT)
-        records = await reader.at_most_once.consume(limit)
-        self.metrics.consumed(topic, len(records))
-        return records
+        clock = self._reactor
+        await member.wait_for(1, 0, config.CONSUMER_JOIN_TIMEOUT)  # the join only
+        deadline = clock.seconds() + timeout
+        while True:
+            await member.wait_for(1, max(0.0, deadline - clock.seconds()), 0)
+            if member.buffered:
+                first = clock.seconds()
+                while member.buffered < limit and clock.seconds() < max(
+                    deadline, first + config.CONSUMER_TIMEOUT
+                ):
+                    before = member.buffered
+                    await member.wait_for(limit, config.CONSUMER_TIMEOUT, 0)
+                    if member.buffered <= before:
+                        break  # none more within CONSUMER_TIMEOUT (or others took them)
+                records = await reader.at_most_once.consume(limit)
+                if records:
+                    return records
+            if clock.seconds() >= deadline:
+                return []
 
     async def stop(self, timeout: float) -> None:
         """Refuse new work, close every consumer, then flush and stop the producer."""

@@ -65,6 +65,12 @@ class Config:
     HTTP_IDLE_TIMEOUT: float = 60.0
     #: Log format: "text" or "json".
     LOG_FORMAT: str = "text"
+    #: Largest ?timeout= (seconds) a long-polling GET may wait for its first message.
+    CONSUMER_MAX_TIMEOUT: float = 30.0
+    #: Most streaming GETs (SSE or NDJSON) open at once; one past it gets 503.
+    MAX_STREAMS: int = 100
+    #: Seconds a stream may stay silent before it writes a heartbeat (an SSE comment).
+    STREAM_HEARTBEAT: float = 15.0
 
     def validate(self, source: str) -> None:
         """Raise ConfigError for values of the right type but out of range."""
@@ -80,11 +86,13 @@ class Config:
             "CONSUMER_JOIN_TIMEOUT",
             "CONSUMER_IDLE_TIMEOUT",
             "HTTP_IDLE_TIMEOUT",
+            "MAX_STREAMS",
+            "STREAM_HEARTBEAT",
         )
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{source}: {key} must be > 0")
-        for key in ("CONSUMER_TIMEOUT", "SHUTDOWN_GRACE"):
+        for key in ("CONSUMER_TIMEOUT", "SHUTDOWN_GRACE", "CONSUMER_MAX_TIMEOUT"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{source}: {key} must be >= 0")
         if not self.HOSTS or not all(isinstance(h, str) and h for h in self.HOSTS):
