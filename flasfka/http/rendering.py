@@ -96,3 +96,24 @@ def render_bytes(value: bytes | None) -> Any:
         return value.decode()
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(value).decode("ascii")}
+
+
+def render_records(records: list[Record]) -> list[dict[str, Any]]:
+    """Records for ?format=records: partition, offset, timestamp, key, value and headers.
+
+    Keys, values and header values are rendered as values are (render_bytes); headers keep
+    their order, a repeated header key included.
+    """
+    return [
+        {
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp": record.timestamp,
+            "key": render_bytes(record.key),
+            "value": render_bytes(record.value),
+            "headers": [
+                {"key": key, "value": render_bytes(value)} for key, value in record.headers or ()
+            ],
+        }
+        for record in records
+    ]
