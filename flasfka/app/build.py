@@ -24,6 +24,7 @@ from flasfka.gateway import Gateway
 from flasfka.http.ops import OpsRoutes
 from flasfka.http.resource import GatewayRoot
 from flasfka.http.site import Draining, ObservedSite, make_site
+from flasfka.http.streaming import Streams, StreamsService
 from flasfka.http.topics import TopicRoutes
 from flasfka.kafka import check_client_settings, client_settings
 from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS
@@ -96,9 +97,21 @@ def build(
     idle_expiry(gateway, config, reactor).setServiceParent(top)
 
     draining = Draining()
+    streams = Streams(
+        gateway,
+        reactor,
+        config.MAX_STREAMS,
+        config.STREAM_HEARTBEAT,
+        config.CONSUMER_JOIN_TIMEOUT,
+    )
     handlers = {
         "topics": TopicRoutes(
-            gateway, config.DEFAULT_GROUP, config.CONSUMER_LIMIT, config.CONSUMER_MAX_LIMIT
+            gateway,
+            config.DEFAULT_GROUP,
+            config.CONSUMER_LIMIT,
+            config.CONSUMER_MAX_LIMIT,
+            max_timeout=config.CONSUMER_MAX_TIMEOUT,
+            streams=streams,
         ),
         "ops": OpsRoutes(
             gateway,
@@ -127,6 +140,9 @@ def build(
         scheme = "http"
     listener = GracefulListener(endpoint, site, config.SHUTDOWN_GRACE, scheme)
     listener.setServiceParent(top)
+    # Added last, so stopped first: open streams end (what they wrote is committed) before
+    # the listener drains and the consumers close.
+    StreamsService(streams).setServiceParent(top)
 
     top.gateway, top.site, top.listener = gateway, site, listener
     log.info("flasfka {version} starting", version=__version__)
