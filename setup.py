@@ -45,6 +45,9 @@ setup(
             "cryptography>=42.0.0",
             "hypothesis>=6.100.0",
             "ruff>=0.6.0",
+            # a real Server-Sent Events client for the streaming tests (over requests)
+            "sseclient-py>=1.8.0",
+            "requests>=2.31.0",
         ],
     },
     entry_points={"console_scripts": ["flasfka-serve = flasfka.app.cli:main"]},

@@ -1,0 +1,206 @@
+"""Streaming GETs (SSE and NDJSON), at-most-once, against Tansu over real HTTP.
+
+The readers are real blocking clients (requests + sseclient-py) on threads of their own, so
+the reactor keeps serving flasfka meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest_twisted
+import requests
+import sseclient
+from twisted.internet import defer, threads
+
+from tests.support.helpers import get, post_messages, produce_direct, sleep
+from tests.support.servers import unique
+
+SSE = {"Accept": "text/event-stream"}
+NDJSON = {"Accept": "application/x-ndjson"}
+
+
+class Reader:
+    """One streaming GET read on a thread: what it received, and how it ended."""
+
+    def __init__(self, url: str, headers: dict[str, str], want: int | None = None) -> None:
+        self.url = url
+        self.headers = headers
+        self.want = want
+        self.received: list[Any] = []
+        self.status: int | None = None
+        self.content_type: str | None = None
+        self.clean_end = False
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        self.done = threads.deferToThread(self._run)
+
+    def _chunks(self, response: requests.Response) -> Iterator[bytes]:
+        for chunk in response.iter_content(chunk_size=None):
+            yield chunk
+            if self.stop.is_set():
+                return
+
+    def _run(self) -> None:
+        try:
+            with requests.get(self.url, headers=self.headers, stream=True, timeout=(5, 40)) as r:
+                self.status = r.status_code
+                self.content_type = r.headers.get("Content-Type")
+                self.connected.set()
+                if r.status_code != 200:
+                    self.received.append(r.json())
+                    return
+                if self.headers is SSE:
+                    for event in sseclient.SSEClient(self._chunks(r)).events():
+                        self.received.append(json.loads(event.data))
+                        if self.stop.is_set():
+                            return
+                else:
+                    for line in r.iter_lines():
+                        self.received.append(json.loads(line))
+                        if self.stop.is_set():
+                            return
+                self.clean_end = not self.stop.is_set()
+        except BaseException as e:  # reported by the test
+            self.error = e
+        finally:
+            self.connected.set()
+
+
+async def until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await sleep(0.05)
+
+
+async def metric(server, name: str) -> float:
+    _, text, _ = await get(server.url, "/metrics")
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_sse_client_gets_10000_messages_posted_while_it_reads(server):
+    topic, group = unique(), unique("g")
+    sent = [f"{i}" for i in range(10000)]
+    reader = Reader(f"{server.url}/{topic}/{group}/?format=records&limit=10000", SSE)
+    await post_messages(server.url, f"/{topic}/", sent[:100])  # creates the topic
+    for start in range(100, len(sent), 100):
+        await post_messages(server.url, f"/{topic}/", sent[start : start + 100])
+    await reader.done
+    assert reader.error is None, reader.error
+    assert (reader.status, reader.content_type) == (200, "text/event-stream")
+    assert reader.clean_end  # the stream ended by itself at limit
+    values = [record["value"] for record in reader.received]
+    assert sorted(values, key=int) == sent  # nothing missing, nothing twice
+    by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for record in reader.received:
+        by_partition[record["partition"]].append(record)
+    for records in by_partition.values():  # each POST went to one partition, in order
+        offsets = [r["offset"] for r in records]
+        assert offsets == sorted(offsets)
+        numbers = [int(r["value"]) for r in records]
+        assert numbers == sorted(numbers)
+    assert await metric(server, "flasfka_messages_streamed_total") >= 10000
+    # Nothing is left for the group: the stream committed what it wrote.
+    status, body, _ = await get(server.url, f"/{topic}/{group}/")
+    assert (status, body["messages"]) == (200, [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_ndjson_stream_of_values_ends_at_limit(server):
+    topic, group = unique(), unique("g")
+    await post_messages(server.url, f"/{topic}/", ["a", "b", "c"])
+    reader = Reader(f"{server.url}/{topic}/{group}/?limit=2", NDJSON)
+    await reader.done
+    assert reader.error is None, reader.error
+    assert (reader.status, reader.content_type) == (200, "application/x-ndjson")
+    assert reader.received == ["a", "b"] and reader.clean_end
+    status, body, _ = await get(server.url, f"/{topic}/{group}/")
+    assert status == 200, body
+    assert body["messages"] == ["c"]  # only what was streamed was committed
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_streams_on_one_group_split_the_messages_with_none_twice(make_server):
+    server = await make_server(STREAM_HEARTBEAT=0.5)
+    topic, group = unique(), unique("g")
+    await post_messages(server.url, f"/{topic}/", ["first"])
+    readers = [Reader(f"{server.url}/{topic}/{group}/", SSE) for _ in range(2)]
+    await until(lambda: sum(len(r.received) for r in readers) == 1)
+    for _ in range(100):
+        if await metric(server, "flasfka_streams_open") == 2:
+            break
+        await sleep(0.05)
+    sent = ["first", *(f"m{i}" for i in range(2000))]
+    for start in range(1, len(sent), 50):
+        await post_messages(server.url, f"/{topic}/", sent[start : start + 50])
+    await until(lambda: sum(len(r.received) for r in readers) >= len(sent))
+    for reader in readers:
+        reader.stop.set()  # each ends at its next event or heartbeat, then disconnects
+    await defer.gatherResults([r.done for r in readers])
+    for reader in readers:
+        assert reader.error is None, reader.error
+        assert reader.received, "each stream got a share"
+    received = [m for r in readers for m in r.received]
+    assert sorted(received) == sorted(sent)  # none twice, none missing
+    await until(lambda: server.gateway.consumers.get(topic, group).member.waiting == 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_ends_open_streams_and_what_they_wrote_is_committed(make_server, broker):
+    topic, group = unique(), unique("g")
+    server = await make_server()
+    first = [f"a{i}" for i in range(20000)]
+    await post_messages(server.url, f"/{topic}/", first[:1])  # creates the topic
+    await produce_direct(broker.address, topic, [(None, m.encode()) for m in first[1:]])
+    readers = [Reader(f"{server.url}/{topic}/{group}/", SSE) for _ in range(3)]
+    await until(lambda: sum(len(r.received) for r in readers) >= 100)
+    await server.stop()  # as SIGTERM, while the streams are reading
+    await defer.gatherResults([r.done for r in readers])
+    streamed = [m for r in readers for m in r.received]
+    for reader in readers:
+        assert reader.error is None, reader.error
+        assert reader.clean_end  # ended by the server, the chunked body closed properly
+    assert len(streamed) < len(first)  # the shutdown came mid-stream
+    later = await make_server()
+    second = [f"b{i}" for i in range(500)]
+    await post_messages(later.url, f"/{topic}/", second)
+    rest: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(streamed) + len(rest) < len(first) + len(second) and time.monotonic() < deadline:
+        status, body, _ = await get(later.url, f"/{topic}/{group}/?limit=1000&timeout=2")
+        assert status == 200, body
+        rest.extend(body["messages"])
+    assert not set(streamed) & set(rest)  # nothing streamed comes again: it was committed
+    assert sorted(streamed + rest) == sorted(first + second)  # nothing lost for the group
+
+
+@pytest_twisted.ensureDeferred
+async def test_streams_past_max_streams_get_503(make_server):
+    server = await make_server(MAX_STREAMS=1, STREAM_HEARTBEAT=0.5)
+    topic = unique()
+    await post_messages(server.url, f"/{topic}/", ["x"])
+    reader = Reader(f"{server.url}/{topic}/", SSE)
+    await until(lambda: reader.received)
+    refused = Reader(f"{server.url}/{topic}/", NDJSON)
+    await refused.done
+    assert refused.status == 503 and "MAX_STREAMS" in refused.received[0]["error"]
+    reader.stop.set()
+    await reader.done
+    assert reader.received == ["x"]
+    await until(lambda: not server.gateway.consumers.get(topic, "flasfka").member.waiting)
+    await post_messages(server.url, f"/{topic}/", ["y"])
+    again = Reader(f"{server.url}/{topic}/?limit=1", NDJSON)  # the place is free again
+    await again.done
+    assert (again.status, again.received) == (200, ["y"])
