@@ -204,3 +204,83 @@ async def test_streams_past_max_streams_get_503(make_server):
     again = Reader(f"{server.url}/{topic}/?limit=1", NDJSON)  # the place is free again
     await again.done
     assert (again.status, again.received) == (200, ["y"])
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class SlowReader:
+    """An NDJSON stream whose reader reads nothing until told (a small receive buffer)."""
+
+    def __init__(self, url: str, path: str, expected: int) -> None:
+        self.go = threading.Event()
+        self.lines: list[Any] = []
+        self.error: BaseException | None = None
+        self.done = threads.deferToThread(self._run, url, path, expected)
+
+    def _run(self, url: str, path: str, expected: int) -> None:
+        import http.client
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        sock.settimeout(60)
+        sock.connect((parts.hostname, parts.port))
+        conn = http.client.HTTPConnection(parts.hostname, parts.port)
+        conn.sock = sock
+        try:
+            conn.request("GET", path, headers=NDJSON)
+            response = conn.getresponse()
+            assert response.status == 200
+            self.go.wait(60)
+            while len(self.lines) < expected:
+                line = response.readline()
+                if not line:
+                    break
+                self.lines.append(json.loads(line))
+        except BaseException as e:
+            self.error = e
+        finally:
+            conn.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reader_that_stops_reading_stops_its_stream_and_others_are_served(make_server):
+    server = await make_server()
+    topic, group = unique(), unique("g")
+    count, size = 30000, 1000
+    await post_messages(server.url, f"/{topic}/", ["start"])
+    reader = SlowReader(server.url, f"/{topic}/{group}/", count + 1)
+    member = server.gateway.consumers.get(topic, group).member
+    await until(lambda: reader.done.called or member.waiting)
+    rss_before = _rss_kib()
+    payload = "x" * (size - 8)
+    for start in range(0, count, 1000):
+        await post_messages(
+            server.url, f"/{topic}/", [f"{i:07d}" + payload for i in range(start, start + 1000)]
+        )
+    # Another topic and group are served meanwhile.
+    other = unique()
+    await post_messages(server.url, f"/{other}/", ["other"])
+    status, body, _ = await get(server.url, f"/{other}/{unique('g')}/?timeout=10")
+    assert (status, body["messages"]) == (200, ["other"])
+    await sleep(2)
+    streamed = await metric(server, "flasfka_messages_streamed_total")
+    rss_after = _rss_kib()
+    grown = rss_after - rss_before
+    print(f"\nstreamed {streamed:.0f} of {count + 1} while not read; RSS +{grown} KiB")
+    # Without flow control every message would be in flasfka's write buffer by now.
+    assert streamed < count / 2
+    reader.go.set()
+    await reader.done
+    assert reader.error is None, reader.error
+    assert "start" in reader.lines
+    numbers = [int(line[:7]) for line in reader.lines if line != "start"]
+    assert sorted(numbers) == list(range(count))  # all of it once the reader reads
