@@ -142,7 +142,7 @@ def build(
     listener.setServiceParent(top)
     # Added last, so stopped first: open streams end (what they wrote is committed) before
     # the listener drains and the consumers close.
-    StreamsService(streams).setServiceParent(top)
+    StreamsService(streams, config.SHUTDOWN_GRACE).setServiceParent(top)
 
     top.gateway, top.site, top.listener = gateway, site, listener
     log.info("flasfka {version} starting", version=__version__)

@@ -315,15 +315,26 @@ class Streams:
         if isinstance(result, Failure):
             log.failure("stream failed", result)
 
-    def close_all(self) -> Deferred[None]:
-        """End every stream (shutdown); fires once all have ended and are committed."""
+    def close_all(self, grace: float) -> Deferred[None]:
+        """End every stream (shutdown); fires once all have ended, or after grace seconds.
+
+        A stream ends after the batch it is committing, if any, is written. One still open
+        after grace (a commit that hangs) is left to the listener's drain, which aborts it.
+        """
         self.closing = True
         streams = list(self._open)
+        if not streams:
+            return succeed(None)
+        log.info("ending {count} open streams", count=len(streams))
         for stream in streams:
             stream.end()
-        return gatherResults([s.done for s in streams], consumeErrors=True).addCallback(
-            lambda _: None
+        ended: Deferred[None] = Deferred()
+        gatherResults([s.done for s in streams], consumeErrors=True).addBoth(
+            lambda _: ended.called or ended.callback(None)
         )
+        timer = self._clock.callLater(grace, lambda: ended.called or ended.callback(None))
+        ended.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return ended
 
 
 class StreamsService(Service):
@@ -331,10 +342,11 @@ class StreamsService(Service):
 
     name = "streams"
 
-    def __init__(self, streams: Streams) -> None:
+    def __init__(self, streams: Streams, grace: float) -> None:
         self._streams = streams
+        self._grace = grace
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
-        """End every stream; fires once they all ended."""
+        """End every stream; fires once they all ended (at most SHUTDOWN_GRACE)."""
         Service.stopService(self)
-        return self._streams.close_all()
+        return self._streams.close_all(self._grace)

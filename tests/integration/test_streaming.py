@@ -12,10 +12,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest_twisted
 import requests
 import sseclient
+import treq
 from twisted.internet import defer, threads
 
 from tests.support.helpers import get, post_messages, produce_direct, sleep
@@ -284,3 +286,39 @@ async def test_a_reader_that_stops_reading_stops_its_stream_and_others_are_serve
     assert "start" in reader.lines
     numbers = [int(line[:7]) for line in reader.lines if line != "start"]
     assert sorted(numbers) == list(range(count))  # all of it once the reader reads
+
+
+@pytest_twisted.ensureDeferred
+async def test_head_of_a_stream_takes_nothing_and_klein_paths_stream_too(server):
+    topic = unique()
+    await post_messages(server.url, f"/{topic}/", ["kept"])
+    group = unique("grüppe/")  # not a plain segment: served by Klein, not the fast path
+    path = f"/{topic}/{quote(group, safe='')}/"
+    response = await treq.head(server.url + path, headers=SSE)
+    assert response.code == 200
+    assert response.headers.getRawHeaders("Content-Type") == ["text/event-stream"]
+    reader = Reader(f"{server.url}{path}?limit=1&format=records", SSE)
+    await reader.done
+    assert reader.error is None, reader.error
+    assert [r["value"] for r in reader.received] == ["kept"] and reader.clean_end
+
+
+@pytest_twisted.ensureDeferred
+async def test_openapi_describes_timeout_format_records_and_streams(server):
+    _, spec, _ = await get(server.url, "/openapi.json")
+    for path in ("/{topic}/", "/{topic}/{group}/"):
+        operation = spec["paths"][path]["get"]
+        names = {p["name"] for p in operation["parameters"]}
+        assert {"timeout", "format"} <= names
+        content = operation["responses"]["200"]["content"]
+        assert {"application/json", "text/event-stream", "application/x-ndjson"} == set(content)
+        items = content["application/json"]["schema"]["properties"]["messages"]["items"]
+        record = items["oneOf"][1]
+        assert set(record["required"]) == {
+            "partition",
+            "offset",
+            "timestamp",
+            "key",
+            "value",
+            "headers",
+        }
