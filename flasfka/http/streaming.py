@@ -30,6 +30,7 @@ from zope.interface import implementer
 from flasfka.consumers import GroupReader
 from flasfka.errors import FlasfkaError, Unavailable
 from flasfka.gateway import Gateway
+from flasfka.http.access_log import log_access
 from flasfka.http.rendering import render_records, render_values, status_of
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record
@@ -104,6 +105,8 @@ class Stream:
         self._ending = False
         self.gone = False
         self.sent = 0
+        #: When the stream started writing (reactor seconds).
+        self.started = clock.seconds()
         self.done: Deferred[None] = succeed(None)
 
     # --- IPushProducer (called by the connection) -------------------------------------------
@@ -307,7 +310,13 @@ class Streams:
         # The handler's wait: cancelling it (client gone) ends the stream, which cleans up.
         waiting: Deferred[None] = Deferred(lambda _: stream.stopProducing())
         done.addBoth(lambda result: waiting.called or waiting.callback(None))
-        await waiting
+        try:
+            await waiting
+        except CancelledError:
+            # The client left: the request is never finished, and twisted.web logs only
+            # finished ones. A stream's access line is written when it ends, so log it here.
+            log_access(request, self._clock.seconds() - stream.started)
+            raise
         return b""
 
     def _ended(self, result: object, stream: Stream) -> None:

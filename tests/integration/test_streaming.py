@@ -21,6 +21,7 @@ import treq
 from twisted.internet import defer, threads
 
 from tests.support.helpers import get, post_messages, produce_direct, sleep
+from tests.support.ops import captured_logs
 from tests.support.servers import unique
 
 SSE = {"Accept": "text/event-stream"}
@@ -148,9 +149,19 @@ async def test_two_streams_on_one_group_split_the_messages_with_none_twice(make_
     for start in range(1, len(sent), 50):
         await post_messages(server.url, f"/{topic}/", sent[start : start + 50])
     await until(lambda: sum(len(r.received) for r in readers) >= len(sent))
-    for reader in readers:
-        reader.stop.set()  # each ends at its next event or heartbeat, then disconnects
-    await defer.gatherResults([r.done for r in readers])
+    with captured_logs() as events:
+        for reader in readers:
+            reader.stop.set()  # each ends at its next event or heartbeat, then disconnects
+        await defer.gatherResults([r.done for r in readers])
+        await sleep(0.5)  # no second line comes
+        await until(
+            lambda: len([e for e in events if e.get("log_namespace") == "flasfka.access"]) == 2
+        )
+    # The access line of a stream is written when it ends, with its duration and bytes.
+    access = [e for e in events if e.get("log_namespace") == "flasfka.access"]
+    assert len(access) == 2  # one line per stream
+    assert all(e["status"] == 200 and e["path"] == f"/{topic}/{group}/" for e in access)
+    assert all(e["bytes"] > 0 and e["duration"] > 0 for e in access)
     for reader in readers:
         assert reader.error is None, reader.error
         assert reader.received, "each stream got a share"
@@ -166,7 +177,11 @@ async def test_shutdown_ends_open_streams_and_what_they_wrote_is_committed(make_
     first = [f"a{i}" for i in range(20000)]
     await post_messages(server.url, f"/{topic}/", first[:1])  # creates the topic
     await produce_direct(broker.address, topic, [(None, m.encode()) for m in first[1:]])
-    readers = [Reader(f"{server.url}/{topic}/{group}/", SSE) for _ in range(3)]
+    from twisted.internet import reactor
+
+    reactor.getThreadPool().adjustPoolsize(maxthreads=30)  # a thread per reader
+    readers = [Reader(f"{server.url}/{topic}/{group}/", SSE) for _ in range(20)]
+    await until(lambda: all(r.connected.is_set() for r in readers))
     await until(lambda: sum(len(r.received) for r in readers) >= 100)
     await server.stop()  # as SIGTERM, while the streams are reading
     await defer.gatherResults([r.done for r in readers])
@@ -322,3 +337,26 @@ async def test_openapi_describes_timeout_format_records_and_streams(server):
             "value",
             "headers",
         }
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stream_and_plain_gets_on_one_group_split_the_messages(server):
+    topic, group = unique(), unique("g")
+    await post_messages(server.url, f"/{topic}/", ["first"])
+    reader = Reader(f"{server.url}/{topic}/{group}/?limit=1000", NDJSON)
+    await until(lambda: reader.received)
+    sent = ["first", *(f"m{i}" for i in range(1999))]
+    got: list[str] = []
+    for start in range(1, len(sent), 100):
+        await post_messages(server.url, f"/{topic}/", sent[start : start + 100])
+        status, body, _ = await get(server.url, f"/{topic}/{group}/?limit=50")
+        assert status == 200, body
+        got.extend(body["messages"])
+    await reader.done  # the stream ends at its limit
+    assert reader.error is None and reader.clean_end, reader.error
+    while len(got) + len(reader.received) < len(sent):
+        status, body, _ = await get(server.url, f"/{topic}/{group}/?limit=1000&timeout=5")
+        assert status == 200 and body["messages"], body
+        got.extend(body["messages"])
+    assert len(reader.received) == 1000 and got
+    assert sorted(got + reader.received) == sorted(sent)  # none twice, none missing
