@@ -30,6 +30,7 @@ log = Logger(namespace="flasfka.kafka.consumer")
 
 #: Most messages a consumer thread hands to the reactor in one call.
 _CONSUME_BATCH = 1000
+
 #: How long an idle consumer thread waits for a command before it consumes again.
 _IDLE_WAIT = 0.05
 #: The same while a GET waits for messages.
@@ -115,6 +116,9 @@ class GroupMember:
         #: (messages, bytes) handed to the reactor and not yet taken; both threads update it.
         self._held_lock = threading.Lock()
         self._held_messages = 0
+        #: Bytes of the records fetched so far, per record (poll thread), to size a batch;
+        #: None until the first record: the first batch is one record.
+        self._record_size: int | None = None
         # Reactor-thread state below.
         self._buffer: deque[Record] = deque()
         self._assigned: set[int] = set()
@@ -285,14 +289,28 @@ class GroupMember:
         return d
 
     def _consume_once(self, consumer: Consumer, call: Callable[..., None]) -> bool:
-        """One non-blocking consume; hand records and partition ends to the reactor."""
-        messages = consumer.consume(_CONSUME_BATCH, 0)
+        """One non-blocking consume; hand records and partition ends to the reactor.
+
+        The batch is sized to the room left in the read-ahead bound, so that a batch of
+        large records overshoots it by one record at most.
+        """
+        record_size = self._record_size
+        if record_size is None:
+            batch, granted = 1, 0
+        else:
+            granted = self._share.reserve(record_size * _CONSUME_BATCH)
+            batch = max(1, min(_CONSUME_BATCH, granted // record_size))
+        messages = consumer.consume(batch, 0)
         if not messages:
+            self._share.use(-granted)
             return False
         records, ends, size, errors = _records(self.topic, messages)
+        if records:
+            average = max(1, size // len(records))
+            self._record_size = average if record_size is None else (record_size + average) // 2
         for error in errors:
             call(log.warn, "consumer {group}/{topic}: {error}", **self._ids(), error=error)
-        self._hold(len(records), size)
+        self._hold(len(records), size - granted)  # the reservation becomes the real size
         call(self._received, records, ends)
         return True
 
