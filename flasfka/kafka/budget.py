@@ -5,8 +5,10 @@ budget (CONSUMER_BUFFER_BUDGET), whichever is smaller, so flasfka's memory is bo
 config however many groups clients open. Members that joined early may hold more than their
 part has since become, and the total may then be spent: a member may still hold MIN_SHARE
 bytes, so that a new group is served at once; the whole is bounded by CONSUMER_BUFFER_BUDGET +
-MAX_CONSUMERS x MIN_SHARE, and parts even out as GETs take what early members hold. Members count on their poll threads and the reactor
-subtracts what GETs take, so every count is under one lock.
+MAX_CONSUMERS x MIN_SHARE, and parts even out as GETs take what early members hold.
+
+Members count on their poll threads and the reactor subtracts what GETs take, so every count
+is under one lock.
 """
 
 from __future__ import annotations
