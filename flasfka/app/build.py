@@ -129,6 +129,7 @@ def build(
             clock=reactor,
             stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
             max_limit=config.CONSUMER_MAX_LIMIT,
+            max_timeout=config.CONSUMER_MAX_TIMEOUT,
         ),
     }
     site = make_site(

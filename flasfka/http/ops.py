@@ -31,6 +31,7 @@ class OpsRoutes:
         probe_timeout: float = 2.0,
         stall_window: float = 60.0,
         max_limit: int = 10000,
+        max_timeout: float = 30.0,
     ) -> None:
         self._gateway = gateway
         self._metrics = metrics
@@ -38,7 +39,9 @@ class OpsRoutes:
         self._clock = clock
         self._probe_timeout = probe_timeout
         self._stall_window = stall_window
-        self._openapi = orjson.dumps(openapi_document({"limit": {"maximum": max_limit}}))
+        self._openapi = orjson.dumps(
+            openapi_document({"limit": {"maximum": max_limit}, "timeout": {"maximum": max_timeout}})
+        )
 
     def index(self, request: IRequest) -> bytes:
         """What this server is and where to go next."""

@@ -96,7 +96,8 @@ def parse_messages(body: bytes) -> list[bytes]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-_DECIMAL_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+#: A number as JSON writes it (an exponent allowed; no nan, inf or hex).
+_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 #: The values ?format= takes: "values" (the seed's bare values) or "records".
 FORMATS = ("values", "records")
@@ -107,17 +108,18 @@ def parse_timeout(raw: bytes | None, maximum: float) -> float | None:
     if raw is None:
         return None
     text = raw.decode("ascii", "replace").strip()
-    if len(text) > 40 or _DECIMAL_RE.fullmatch(text) is None:
+    if len(text) > 40 or _NUMBER_RE.fullmatch(text) is None:
         raise InvalidInput(
             f"invalid timeout {text[:40]!r}: it must be a decimal number of seconds "
             f"from 0 to {maximum:g}"
         )
     timeout = float(text)
-    if timeout > maximum:
+    if not 0 <= timeout <= maximum:  # -0 is 0; an overflow is inf
         raise InvalidInput(
-            f"invalid timeout {text}: it must be at most {maximum:g} seconds (CONSUMER_MAX_TIMEOUT)"
+            f"invalid timeout {text}: it must be from 0 to {maximum:g} seconds "
+            "(CONSUMER_MAX_TIMEOUT)"
         )
-    return timeout
+    return max(timeout, 0.0)
 
 
 def parse_format(raw: bytes | None) -> str:

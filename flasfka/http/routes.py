@@ -101,7 +101,7 @@ LIMIT = Param(
 TIMEOUT = Param(
     "timeout",
     "query",
-    {"type": "number", "minimum": 0, "maximum": 30},
+    {"type": "number", "minimum": 0},
     "Long poll: seconds to wait (after the group join) for a first message, from 0 to "
     "CONSUMER_MAX_TIMEOUT (default 30); nothing within it answers an empty list",
 )

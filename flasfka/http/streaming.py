@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from flasfka.consumers import GroupReader
@@ -79,7 +80,7 @@ class Stream:
 
     def __init__(
         self,
-        request: IRequest,
+        request: Request,
         reader: GroupReader,
         clock: ReactorLike,
         kind: bytes,
@@ -267,7 +268,7 @@ class Streams:
 
     async def serve(
         self,
-        request: IRequest,
+        request: Request,
         topic: str,
         group: str,
         limit: int | None,
@@ -309,7 +310,7 @@ class Streams:
         done.addBoth(self._ended, stream)
         # The handler's wait: cancelling it (client gone) ends the stream, which cleans up.
         waiting: Deferred[None] = Deferred(lambda _: stream.stopProducing())
-        done.addBoth(lambda result: waiting.called or waiting.callback(None))
+        done.addBoth(lambda _: _fire(waiting))
         try:
             await waiting
         except CancelledError:
@@ -338,12 +339,16 @@ class Streams:
         for stream in streams:
             stream.end()
         ended: Deferred[None] = Deferred()
-        gatherResults([s.done for s in streams], consumeErrors=True).addBoth(
-            lambda _: ended.called or ended.callback(None)
-        )
-        timer = self._clock.callLater(grace, lambda: ended.called or ended.callback(None))
-        ended.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        gatherResults([s.done for s in streams], consumeErrors=True).addBoth(lambda _: _fire(ended))
+        timer = self._clock.callLater(grace, _fire, ended)
+        ended.addBoth(lambda _: timer.cancel() if timer.active() else None)
         return ended
+
+
+def _fire(d: Deferred[None]) -> None:
+    """Fire d with None unless it already fired (e.g. it was cancelled)."""
+    if not d.called:
+        d.callback(None)
 
 
 class StreamsService(Service):

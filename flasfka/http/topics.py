@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import orjson
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from flasfka.errors import FlasfkaError
 from flasfka.gateway import Gateway
@@ -74,7 +77,12 @@ class TopicRoutes:
         if kind is not None:
             assert self._streams is not None
             return await self._streams.serve(
-                request, topic, group, limit if raw_limit else None, records_format, kind
+                cast(Request, request),
+                topic,
+                group,
+                limit if raw_limit else None,
+                records_format,
+                kind,
             )
         request.setHeader(b"Content-Type", JSON)
         if request.method == b"HEAD":

@@ -103,7 +103,7 @@ async def _get(url: str, pool) -> tuple[int, dict]:
     return response.code, await response.json()
 
 
-@pytest.mark.parametrize("timeout", ["31", "-1", "abc", "nan", "inf", "1e3", ""])
+@pytest.mark.parametrize("timeout", ["31", "-1", "abc", "nan", "inf", "1e3", "", "0x10"])
 @pytest_twisted.ensureDeferred
 async def test_a_timeout_out_of_range_or_malformed_is_400(server, timeout):
     status, body, _ = await get(server.url, f"/{unique()}/?timeout={timeout}")

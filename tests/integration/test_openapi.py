@@ -53,8 +53,12 @@ async def test_every_route_is_in_the_spec(server):
 async def test_the_server_conforms_to_its_spec(make_server):
     # A first GET on a new group waits for the join; schemathesis makes a new group per
     # example, so the join is bounded short and idle members expire quickly.
+    # Long polls are bounded short too (?timeout= up to CONSUMER_MAX_TIMEOUT).
     running = await make_server(
-        CONSUMER_JOIN_TIMEOUT=1.0, MAX_CONSUMERS=500, CONSUMER_IDLE_TIMEOUT=5.0
+        CONSUMER_JOIN_TIMEOUT=1.0,
+        MAX_CONSUMERS=500,
+        CONSUMER_IDLE_TIMEOUT=5.0,
+        CONSUMER_MAX_TIMEOUT=1.0,
     )
     result = await threads.deferToThread(run_schemathesis, running.url)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -321,10 +321,11 @@ async def test_head_of_a_stream_takes_nothing_and_klein_paths_stream_too(server)
 @pytest_twisted.ensureDeferred
 async def test_openapi_describes_timeout_format_records_and_streams(server):
     _, spec, _ = await get(server.url, "/openapi.json")
-    for path in ("/{topic}/", "/{topic}/{group}/"):
+    for path in ("/{topic}/", "/{topic}/{name}/"):
         operation = spec["paths"][path]["get"]
-        names = {p["name"] for p in operation["parameters"]}
-        assert {"timeout", "format"} <= names
+        params = {p["name"]: p for p in operation["parameters"]}
+        assert {"timeout", "format"} <= set(params)
+        assert params["timeout"]["schema"]["maximum"] == server.config.CONSUMER_MAX_TIMEOUT
         content = operation["responses"]["200"]["content"]
         assert {"application/json", "text/event-stream", "application/x-ndjson"} == set(content)
         items = content["application/json"]["schema"]["properties"]["messages"]["items"]

@@ -13,14 +13,25 @@ from flasfka.records import Record
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [(None, None), (b"0", 0.0), (b"10", 10.0), (b"2.5", 2.5), (b".5", 0.5), (b"30", 30.0)],
+    [
+        (None, None),
+        (b"0", 0.0),
+        (b"-0", 0.0),
+        (b"10", 10.0),
+        (b"2.5", 2.5),
+        (b".5", 0.5),
+        (b"30", 30.0),
+        (b"1e1", 10.0),
+        (b"1.2e-38", 1.2e-38),
+    ],
 )
 def test_timeouts(raw, expected):
     assert parse_timeout(raw, 30.0) == expected
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"-1", b"30.01", b"1e1", b"nan", b"inf", b"0x1", b"1,5", b"\xff", b"9" * 50]
+    "raw",
+    [b"", b"-1", b"30.01", b"1e2", b"1e999", b"nan", b"inf", b"0x1", b"1,5", b"\xff", b"9" * 50],
 )
 def test_bad_timeouts(raw):
     with pytest.raises(InvalidInput, match="timeout"):
