@@ -47,7 +47,12 @@ setup(
             "ruff>=0.6.0",
         ],
     },
-    entry_points={"console_scripts": ["flasfka-serve = flasfka.app.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "flasfka-serve = flasfka.app.cli:main",
+            "flasfka-passwd = flasfka.app.passwd:main",
+        ]
+    },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -56,6 +56,11 @@ class Route:
     answers: dict[int, Answer] = field(default_factory=dict)
     #: Served by the fast path (flasfka.http.hot) when its segments are plain.
     hot: bool = False
+    #: The ACL operation on the path's topic (and group) the route needs when authentication
+    #: is on: "produce" or "consume"; None: any authenticated principal (ops routes).
+    operation: str | None = None
+    #: Served without authentication even when it is on (probes).
+    open: bool = False
 
     @property
     def klein_rule(self) -> str:
@@ -167,6 +172,7 @@ ROUTES: tuple[Route, ...] = (
         "ops.healthz",
         "Liveness: 200 while the process serves HTTP",
         answers={200: Answer("Alive", _STATUS_BODY)},
+        open=True,
     ),
     Route(
         "readyz",
@@ -178,6 +184,7 @@ ROUTES: tuple[Route, ...] = (
             200: Answer("Ready", _STATUS_BODY),
             503: Answer("Not ready, and why", _STATUS_BODY, headers=("Retry-After",)),
         },
+        open=True,
     ),
     Route(
         "metrics",
@@ -207,6 +214,7 @@ ROUTES: tuple[Route, ...] = (
         body=MESSAGES_BODY,
         answers=_PRODUCE_ANSWERS,
         hot=True,
+        operation="produce",
     ),
     Route(
         "produce_keyed",
@@ -218,6 +226,7 @@ ROUTES: tuple[Route, ...] = (
         body=MESSAGES_BODY,
         answers=_PRODUCE_ANSWERS,
         hot=True,
+        operation="produce",
     ),
     Route(
         "fetch",
@@ -228,6 +237,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=(TOPIC, LIMIT),
         answers=_FETCH_ANSWERS,
         hot=True,
+        operation="consume",
     ),
     Route(
         "fetch_group",
@@ -238,6 +248,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=(TOPIC, GROUP, LIMIT),
         answers=_FETCH_ANSWERS,
         hot=True,
+        operation="consume",
     ),
 )
 
@@ -265,17 +276,25 @@ def allowed_methods(path: bytes) -> list[str]:
 _TOPIC_METHODS = frozenset(route.method for route in ROUTES if "{" in route.template)
 
 
-def route_label(method: bytes, path: bytes) -> str:
-    """The metric label of a request: its route's template, never a topic name; else 'other'."""
-    if path in OWN_PATHS:
-        return path.decode()
+def route_of(method: bytes, path: bytes) -> Route | None:
+    """The route a request goes to (HEAD, OPTIONS and unserved methods: the path's GET
+    route), or None for a path no route serves."""
+    own = OWN_PATHS.get(path)
+    if own is not None:
+        return own[0]
     if not path.endswith(b"/") or len(path) < 3:
-        return "other"
+        return None
     segments = min(path.count(b"/"), 3)  # a key or group may hold '/'
     verb = method.decode("ascii", "replace")
     if verb not in _TOPIC_METHODS:
         verb = "GET"  # HEAD, OPTIONS and methods no route serves: the path's GET shape
     for route in ROUTES:
         if "{" in route.template and route.segments == segments and route.method == verb:
-            return route.template
-    return "other"
+            return route
+    return None
+
+
+def route_label(method: bytes, path: bytes) -> str:
+    """The metric label of a request: its route's template, never a topic name; else 'other'."""
+    route = route_of(method, path)
+    return "other" if route is None else route.template
