@@ -21,7 +21,23 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before trying again",
         "schema": {"type": "string"},
     },
+    "WWW-Authenticate": {
+        "description": "The Basic and Bearer challenges",
+        "schema": {"type": "string"},
+    },
 }
+
+#: The ways to authenticate; each applies only when configured (USERS, TOKENS,
+#: TLS_CLIENT_CA), and with none configured every request is anonymous.
+_SECURITY_SCHEMES: dict[str, Any] = {
+    "basic": {"type": "http", "scheme": "basic", "description": "A USERS name and password"},
+    "bearer": {"type": "http", "scheme": "bearer", "description": "A TOKENS token"},
+    "clientCertificate": {
+        "type": "mutualTLS",
+        "description": "On a listener with TLS_CLIENT_CA: the certificate's subject CN",
+    },
+}
+_SECURITY = [{"basic": []}, {"bearer": []}, {"clientCertificate": []}, {}]
 
 #: Answers any request can get, whatever its route.
 _ANY_ROUTE = {
@@ -55,6 +71,8 @@ def _operation(route: Route) -> dict[str, Any]:
         "summary": route.summary,
         "responses": {str(status): _answer(a) for status, a in sorted(route.answers.items())},
     }
+    if not route.open:
+        operation["security"] = _SECURITY
     if route.parameters:
         operation["parameters"] = [_parameter(p) for p in route.parameters]
     if route.body is not None:
@@ -82,6 +100,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {"Error": _ERROR_SCHEMA},
+            "securitySchemes": _SECURITY_SCHEMES,
             "responses": {
                 "Timeout": {
                     "description": "The request did not arrive within HTTP_IDLE_TIMEOUT",

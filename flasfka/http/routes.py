@@ -136,8 +136,27 @@ _STATUS_BODY: dict[str, Any] = {
     "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
 }
 
+#: Answers of every route that is not open, when authentication is on (USERS, TOKENS or
+#: TLS_CLIENT_CA set).
+_AUTH_ERRORS = {
+    401: Answer(
+        "No credentials, or they are not valid (authentication is on)",
+        _ERROR,
+        headers=("WWW-Authenticate",),
+    ),
+    429: Answer(
+        "Too many failed authentications from this address", _ERROR, headers=("Retry-After",)
+    ),
+}
+
 #: Answers every topic route can give besides its own.
 _TOPIC_ERRORS = {
+    **_AUTH_ERRORS,
+    403: Answer(
+        "The principal's ACL does not allow this operation on this topic (or group), or "
+        "creating the topic",
+        _ERROR,
+    ),
     400: Answer("Invalid topic, group, parameter or body", _ERROR),
     404: Answer("The topic does not exist (AUTO_CREATE_TOPICS is off)", _ERROR),
     503: Answer(
@@ -163,7 +182,7 @@ ROUTES: tuple[Route, ...] = (
         "/",
         "ops.index",
         "What this server is, and where its endpoints are",
-        answers={200: Answer("Version and links", {"type": "object"})},
+        answers={200: Answer("Version and links", {"type": "object"}), **_AUTH_ERRORS},
     ),
     Route(
         "healthz",
@@ -193,7 +212,8 @@ ROUTES: tuple[Route, ...] = (
         "ops.metrics",
         "Prometheus metrics",
         answers={
-            200: Answer("Metrics in Prometheus text format", {"type": "string"}, "text/plain")
+            200: Answer("Metrics in Prometheus text format", {"type": "string"}, "text/plain"),
+            **_AUTH_ERRORS,
         },
     ),
     Route(
@@ -202,7 +222,7 @@ ROUTES: tuple[Route, ...] = (
         "/openapi.json",
         "ops.openapi",
         "This description",
-        answers={200: Answer("OpenAPI 3.1 document", {"type": "object"})},
+        answers={200: Answer("OpenAPI 3.1 document", {"type": "object"}), **_AUTH_ERRORS},
     ),
     Route(
         "produce",

@@ -7,10 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import Counter
 
 import pytest_twisted
 import treq
 from confluent_kafka.admin import AdminClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet import ssl, threads
 from twisted.web.client import Agent, ResponseNeverReceived
 from twisted.web.iweb import IPolicyForHTTPS
@@ -22,6 +25,7 @@ from flasfka.security.hashing import hash_password, hash_token, new_token
 from tests.support.certs import TestCA
 from tests.support.helpers import produce_direct, read_topic, sleep
 from tests.support.ops import captured_logs
+from tests.support.rawhttp import exchange, status_of
 from tests.support.servers import start_server, test_config, unique
 
 PASSWORDS = {"alice": "alice-Pw-7c1e9", "bob": "bob-Pw-40d2a", "carol": "carol-Pw-93be1"}
@@ -337,5 +341,92 @@ async def test_cors_preflight_and_simple_requests_for_allowed_and_other_origins(
         assert not [
             k for k, _ in response.headers.getAllRawHeaders() if k.startswith(b"Access-Control")
         ]
+    finally:
+        await running.stop()
+
+
+_b64 = st.binary(max_size=60).map(base64.b64encode)
+_authorization = st.one_of(
+    st.binary(max_size=80),
+    st.tuples(
+        st.sampled_from([b"Basic", b"basic", b"BASIC", b"Bearer", b"bearer", b"Digest", b"", b"B"]),
+        st.sampled_from([b" ", b"  ", b"\t", b""]),
+        st.one_of(
+            _b64,
+            st.binary(max_size=60),
+            st.text(max_size=30).map(lambda t: base64.b64encode(f"alice:{t}".encode())),
+            st.text(max_size=30).map(lambda t: base64.b64encode(f"{t}:{t}".encode())),
+            st.sampled_from(
+                [
+                    b"=",
+                    b"====",
+                    base64.b64encode(b":"),
+                    base64.b64encode(b"alice"),
+                    base64.b64encode(b"alice:" + PASSWORDS["alice"].encode())[:-2],
+                    base64.b64encode(b"\xff\xfe:\x00"),
+                    TOKEN[:-1].encode(),
+                    (TOKEN + "A").encode(),
+                    hash_token(TOKEN).encode(),
+                    USERS["alice"].encode(),
+                ]
+            ),
+            st.integers(1000, 20000).map(lambda n: b"A" * n),
+        ),
+    ).map(b"".join),
+).filter(lambda value: b"\r" not in value and b"\n" not in value)
+_targets = st.sampled_from(
+    [
+        (b"POST", b"/sec-battery/", b'{"messages": ["never"]}'),
+        (b"POST", b"/sec-battery/k/", b'{"messages": ["never"]}'),
+        (b"GET", b"/sec-battery/bob-g/", b""),
+        (b"GET", b"/", b""),
+        (b"GET", b"/metrics", b""),
+        (b"GET", b"/openapi.json", b""),
+    ]
+)
+
+
+def _raw(method, path, body, authorization):
+    return (
+        method
+        + b" "
+        + path
+        + b" HTTP/1.1\r\nHost: battery\r\nAuthorization: "
+        + authorization
+        + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def auth_battery(url, examples):
+    statuses: Counter[int] = Counter()
+
+    @settings(
+        max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(_targets, _authorization)
+    def one(target, authorization):
+        method, path, body = target
+        response = exchange(url, _raw(method, path, body, authorization), 10.0)
+        status = status_of(response)
+        assert 400 <= status < 500, (authorization[:100], response[:300])
+        statuses[status] += 1
+
+    one()
+    # The same requests with valid credentials do get through (the battery can see a 2xx).
+    good = basic("svc", "x")  # not a user: 401
+    assert status_of(exchange(url, _raw(b"GET", b"/", b"", good))) == 401
+    token = b"Bearer " + TOKEN.encode()
+    assert status_of(exchange(url, _raw(b"GET", b"/", b"", token))) == 200
+    return statuses
+
+
+@pytest_twisted.ensureDeferred
+async def test_generated_authorization_headers_never_get_a_5xx_or_a_2xx(broker):
+    running = await start_server(test_config(broker.address, **SECURE))
+    try:
+        statuses = await threads.deferToThread(auth_battery, running.url, 200)
+        assert 401 in statuses, statuses
+        assert await read_topic(broker.address, "sec-battery", timeout=2) == []
     finally:
         await running.stop()
