@@ -293,7 +293,11 @@ def allowed_methods(path: bytes) -> list[str]:
     return [*methods, "OPTIONS"]
 
 
-_TOPIC_METHODS = frozenset(route.method for route in ROUTES if "{" in route.template)
+#: (method, segments) -> the first topic route of that shape.
+_TOPIC_ROUTES: dict[tuple[bytes, int], Route] = {}
+for _route in ROUTES:
+    if "{" in _route.template:
+        _TOPIC_ROUTES.setdefault((_route.method.encode(), _route.segments), _route)
 
 
 def route_of(method: bytes, path: bytes) -> Route | None:
@@ -305,13 +309,10 @@ def route_of(method: bytes, path: bytes) -> Route | None:
     if not path.endswith(b"/") or len(path) < 3:
         return None
     segments = min(path.count(b"/"), 3)  # a key or group may hold '/'
-    verb = method.decode("ascii", "replace")
-    if verb not in _TOPIC_METHODS:
-        verb = "GET"  # HEAD, OPTIONS and methods no route serves: the path's GET shape
-    for route in ROUTES:
-        if "{" in route.template and route.segments == segments and route.method == verb:
-            return route
-    return None
+    route = _TOPIC_ROUTES.get((method, segments))
+    if route is None:  # HEAD, OPTIONS and methods no route serves: the path's GET shape
+        route = _TOPIC_ROUTES.get((b"GET", segments))
+    return route
 
 
 def route_label(method: bytes, path: bytes) -> str:

@@ -61,8 +61,12 @@ class Rule:
 class Acl:
     """The ordered rules of the config."""
 
+    #: Decisions remembered (the pattern matching runs once per principal, topic, group).
+    CACHE_SIZE = 4096
+
     def __init__(self, rules: Iterable[Rule]) -> None:
         self._rules = tuple(rules)
+        self._decided: dict[tuple[str, str, str, str | None], bool] = {}
 
     @classmethod
     def from_config(cls, entries: Iterable[Mapping[str, Any]]) -> Acl:
@@ -71,6 +75,16 @@ class Acl:
 
     def allows(self, principal: str, operation: str, topic: str, group: str | None) -> bool:
         """Whether the first rule matching principal, topic and group allows operation."""
+        question = (principal, operation, topic, group)
+        answer = self._decided.get(question)
+        if answer is None:
+            answer = self._decide(principal, operation, topic, group)
+            if len(self._decided) >= self.CACHE_SIZE:
+                self._decided.clear()  # bounded; refilled by the names in use
+            self._decided[question] = answer
+        return answer
+
+    def _decide(self, principal: str, operation: str, topic: str, group: str | None) -> bool:
         for rule in self._rules:
             if rule.matches(principal, topic, group):
                 return operation in rule.allow
