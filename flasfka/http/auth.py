@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from flasfka.http.rendering import JSON, error_body
-from flasfka.http.routes import Route, route_of
+from flasfka.http.routes import Route, path_params, route_of
 from flasfka.reactor import ReactorLike
 from flasfka.security.acl import Acl
 from flasfka.security.principals import Credentials, VerifiedCache
@@ -91,13 +91,13 @@ def cert_principal(request: IRequest) -> str | None:
 
 def topic_and_group(request: IRequest, route: Route, default_group: str) -> tuple[str, str | None]:
     """The topic (and, for a consume, the group) a topic route's path names."""
-    segments = request.postpath  # percent-decoded per segment, as the handlers get them
-    topic = segments[0].decode("utf-8", "replace")
+    params = path_params(route, request.path)
+    if params is None:  # a path Klein will refuse: still judge it by its first segment
+        segments = request.postpath
+        params = {"topic": segments[0].decode("utf-8", "replace") if segments else ""}
     if route.operation != "consume":
-        return topic, None
-    if len(segments) < 3:
-        return topic, default_group
-    return topic, b"/".join(segments[1:-1]).decode("utf-8", "replace")
+        return params["topic"], None
+    return params["topic"], params.get("group", default_group)
 
 
 class Guard:

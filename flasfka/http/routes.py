@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 #: A legal Kafka topic name: 1-249 of [a-zA-Z0-9._-], not "." or "..".
 TOPIC_PATTERN = r"(?!\.\.?$)[a-zA-Z0-9._-]{1,249}"
@@ -300,13 +301,47 @@ for _route in ROUTES:
         _TOPIC_ROUTES.setdefault((_route.method.encode(), _route.segments), _route)
 
 
+def _template_pattern(template: str) -> re.Pattern[bytes]:
+    """A regex of the raw path for template: a topic is one segment, a key or group any."""
+    pattern = ""
+    for part in re.split(r"(\{\w+\})", template):
+        name = part[1:-1]
+        if part.startswith("{"):
+            pattern += f"(?P<{name}>[^/]+)" if name == "topic" else f"(?P<{name}>.+)"
+        else:
+            pattern += re.escape(part)
+    return re.compile(pattern.encode(), re.S)
+
+
+_PATTERNS = {route.name: _template_pattern(route.template) for route in ROUTES}
+#: Topic routes whose path ends in a name of flasfka's own (e.g. /{topic}/{group}/ack).
+_SUFFIXED = [r for r in ROUTES if "{" in r.template and not r.template.endswith("/")]
+
+
+def path_params(route: Route, path: bytes) -> dict[str, str] | None:
+    """The percent-decoded path parameters of route in path, or None if it does not match."""
+    found = _PATTERNS[route.name].fullmatch(path)
+    if found is None:
+        return None
+    return {
+        name: unquote_to_bytes(value).decode("utf-8", "replace")
+        for name, value in found.groupdict().items()
+    }
+
+
 def route_of(method: bytes, path: bytes) -> Route | None:
     """The route a request goes to (HEAD, OPTIONS and unserved methods: the path's GET
     route), or None for a path no route serves."""
     own = OWN_PATHS.get(path)
     if own is not None:
         return own[0]
-    if not path.endswith(b"/") or len(path) < 3:
+    if not path.endswith(b"/"):
+        matching = [r for r in _SUFFIXED if _PATTERNS[r.name].fullmatch(path)]
+        for route in matching:
+            if route.method.encode() == method:
+                return route
+        return matching[0] if matching else None
+    if len(path) < 3:
         return None
     segments = min(path.count(b"/"), 3)  # a key or group may hold '/'
     route = _TOPIC_ROUTES.get((method, segments))

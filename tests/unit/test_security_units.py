@@ -257,3 +257,21 @@ def test_flasfka_passwd_reads_stdin_and_makes_tokens():
     )
     token, stored = lines[0].split()[1], lines[1].split()[1]
     assert hash_token(token) == stored
+
+
+def test_the_guard_reads_topic_and_group_as_the_handlers_do():
+    from flasfka.http.routes import path_params, route_of
+
+    cases = [
+        (b"POST", b"/t/", "produce", {"topic": "t"}),
+        (b"POST", b"/t/k%2Fx/", "produce_keyed", {"topic": "t", "key": "k/x"}),
+        (b"GET", b"/t%2Dx/a%2Fb/", "fetch_group", {"topic": "t-x", "group": "a/b"}),
+        (b"HEAD", b"/t/a/b/", "fetch_group", {"topic": "t", "group": "a/b"}),
+        (b"PUT", b"/t/", "fetch", {"topic": "t"}),
+    ]
+    for method, path, name, params in cases:
+        route = route_of(method, path)
+        assert route is not None and route.name == name, (method, path)
+        assert path_params(route, path) == params
+    assert route_of(b"GET", b"/t") is None
+    assert route_of(b"GET", b"/metrics").name == "metrics"
