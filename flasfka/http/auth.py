@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cryptography.x509.oid import NameOID
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from flasfka.http.rendering import JSON, error_body
@@ -36,6 +37,10 @@ log = Logger(namespace="flasfka.auth")
 _PRINCIPAL = "flasfka_principal"
 _MAY_CREATE = "flasfka_may_create"
 _CHALLENGES = (b'Basic realm="flasfka", charset="UTF-8"', b'Bearer realm="flasfka"')
+#: Password checks (scrypt, ~16 MiB each) run at once, in threads.
+CHECK_THREADS = 4
+#: Distinct Basic credentials being checked or queued before new ones get 503.
+MAX_CHECKING = 256
 #: Longest Basic credential decoded (user:password); longer ones are refused unread.
 _MAX_BASIC = 4096
 
@@ -124,6 +129,9 @@ class Guard:
         self._certs = bool(config.TLS_CLIENT_CA)
         self._metrics_auth = config.METRICS_AUTH
         self._default_group = config.DEFAULT_GROUP
+        self._slots = DeferredSemaphore(CHECK_THREADS)
+        #: Basic credentials being checked -> the requests waiting for the same answer.
+        self._checking: dict[bytes, list[Deferred[bool]]] = {}
 
     def check(self, request: IRequest) -> Verdict | Deferred[Verdict]:
         """Let request through (None), or answer it (its body), now or once verified."""
@@ -158,12 +166,39 @@ class Guard:
             parsed = parse_basic(value)
             if parsed is not None:
                 user, password = parsed
-                d = self._run_blocking(self._credentials.check_password, user, password)
+                if header not in self._checking and len(self._checking) >= MAX_CHECKING:
+                    request.setHeader(b"Retry-After", b"1")
+                    return _refuse(request, 503, "too many passwords being checked: retry")
+                d = self._check_password(header, user, password)
                 d.addCallback(
                     lambda ok: self._verified(request, route, header, user if ok else None, address)
                 )
                 return d
         return self._verified(request, route, header, None, address)
+
+    def _check_password(self, header: bytes, user: str, password: bytes) -> Deferred[bool]:
+        """Whether the password is user's: one scrypt per distinct credential in flight, at
+        most CHECK_THREADS at once (each takes ~16 MiB)."""
+        waiters = self._checking.get(header)
+        if waiters is None:
+            waiters = self._checking[header] = []
+
+            def settle(result: object) -> object:
+                del self._checking[header]
+                for waiter in waiters:
+                    if isinstance(result, Failure):
+                        waiter.errback(result)
+                    else:
+                        waiter.callback(result)
+                return result
+
+            work = self._slots.run(
+                self._run_blocking, self._credentials.check_password, user, password
+            )
+            return work.addBoth(settle)
+        waiter: Deferred[bool] = Deferred()
+        waiters.append(waiter)
+        return waiter
 
     def _verified(
         self,

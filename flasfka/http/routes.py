@@ -148,6 +148,7 @@ _AUTH_ERRORS = {
     429: Answer(
         "Too many failed authentications from this address", _ERROR, headers=("Retry-After",)
     ),
+    503: Answer("Too many passwords being checked at once", _ERROR, headers=("Retry-After",)),
 }
 
 #: Answers every topic route can give besides its own.

@@ -275,3 +275,33 @@ def test_the_guard_reads_topic_and_group_as_the_handlers_do():
         assert path_params(route, path) == params
     assert route_of(b"GET", b"/t") is None
     assert route_of(b"GET", b"/metrics").name == "metrics"
+
+
+def test_one_password_check_per_credential_in_flight_and_a_bound_on_them():
+    from flasfka.http import auth
+
+    calls = []
+    pending: list[defer.Deferred] = []
+
+    def run_blocking(f, *args):
+        calls.append(args)
+        d = defer.Deferred()
+        pending.append((d, f, args))
+        return d
+
+    config = Config(USERS={"alice": HASH}, ACL=[])
+    guard = Guard(config, Clock(), run_blocking)
+    good = b"Basic " + base64.b64encode(b"alice:s3cret")
+    first = guard.check(_request(b"/", Authorization=good))
+    second = guard.check(_request(b"/", Authorization=good))
+    assert len(calls) == 1  # the second waits for the first's answer
+    d, f, args = pending.pop()
+    d.callback(f(*args))
+    assert first.result is None and second.result is None
+    # Distinct credentials in flight are bounded: past the bound, 503 + Retry-After.
+    for n in range(auth.MAX_CHECKING):
+        guard.check(_request(b"/", Authorization=b"Basic " + base64.b64encode(b"u%d:p" % n)))
+    assert len(calls) == 1 + auth.CHECK_THREADS  # the others queue for a thread
+    refused = _request(b"/", Authorization=b"Basic " + base64.b64encode(b"late:p"))
+    assert b"503" in guard.check(refused) and refused.responseCode == 503
+    assert refused.responseHeaders.getRawHeaders(b"Retry-After") == [b"1"]
