@@ -79,7 +79,7 @@ def parse_basic(value: bytes) -> tuple[str, bytes] | None:
 
 def cert_principal(request: IRequest) -> str | None:
     """The subject CN of the client's verified TLS certificate, if it sent one."""
-    transport = getattr(request.channel, "transport", None)
+    transport = getattr(getattr(request, "channel", None), "transport", None)
     get_peer = getattr(transport, "getPeerCertificate", None)
     if get_peer is None:
         return None
@@ -169,11 +169,9 @@ class Guard:
                 if header not in self._checking and len(self._checking) >= MAX_CHECKING:
                     request.setHeader(b"Retry-After", b"1")
                     return _refuse(request, 503, "too many passwords being checked: retry")
-                d = self._check_password(header, user, password)
-                d.addCallback(
+                return self._check_password(header, user, password).addCallback(
                     lambda ok: self._verified(request, route, header, user if ok else None, address)
                 )
-                return d
         return self._verified(request, route, header, None, address)
 
     def _check_password(self, header: bytes, user: str, password: bytes) -> Deferred[bool]:
@@ -183,7 +181,7 @@ class Guard:
         if waiters is None:
             waiters = self._checking[header] = []
 
-            def settle(result: object) -> object:
+            def settle(result: bool | Failure) -> bool | Failure:
                 del self._checking[header]
                 for waiter in waiters:
                     if isinstance(result, Failure):

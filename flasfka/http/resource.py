@@ -113,7 +113,7 @@ class GatewayRoot(Resource):
             verdict = self._guard.check(request)
             if isinstance(verdict, Deferred):
                 verdict.addCallback(self._checked, request)
-                verdict.addErrback(request.processingFailed)  # type: ignore[attr-defined]
+                verdict.addErrback(self._failed, request)
                 return NOT_DONE_YET
             if verdict is not None:
                 return verdict
@@ -130,9 +130,13 @@ class GatewayRoot(Resource):
         request.write(body)
         request.finish()
 
+    def _failed(self, failure: Failure, request: IRequest) -> None:
+        """The check itself failed (a bug): Twisted's 500, as for a handler's error."""
+        request.processingFailed(failure)  # type: ignore[attr-defined]
+
     def _serve(self, request: IRequest) -> Any:
         """Answer OPTIONS and non-UTF-8 paths here, serve a hot route, or hand it to Klein."""
-        if self._hot.serve(request):
+        if self._hot.serve(request):  # type: ignore[arg-type]  # Site's Request
             return NOT_DONE_YET
         try:
             unquote_to_bytes(request.path).decode("utf-8")

@@ -86,14 +86,14 @@ KEY = Param(
     "key",
     "path",
     {"type": "string", "minLength": 1},
-    "Record key of every message of the POST (UTF-8)",
+    "POST: the record key of every message (UTF-8, percent-decoded, may hold '/')",
     required=True,
 )
 GROUP = Param(
     "group",
     "path",
     {"type": "string", "minLength": 1, "maxLength": 255},
-    "Consumer group (DEFAULT_GROUP for GET /{topic}/)",
+    "GET: the consumer group (GET /{topic}/ reads for DEFAULT_GROUP)",
     required=True,
 )
 LIMIT = Param(
@@ -345,10 +345,10 @@ def route_of(method: bytes, path: bytes) -> Route | None:
     if len(path) < 3:
         return None
     segments = min(path.count(b"/"), 3)  # a key or group may hold '/'
-    route = _TOPIC_ROUTES.get((method, segments))
-    if route is None:  # HEAD, OPTIONS and methods no route serves: the path's GET shape
-        route = _TOPIC_ROUTES.get((b"GET", segments))
-    return route
+    found = _TOPIC_ROUTES.get((method, segments))
+    if found is None:  # HEAD, OPTIONS and methods no route serves: the path's GET shape
+        found = _TOPIC_ROUTES.get((b"GET", segments))
+    return found
 
 
 def route_label(method: bytes, path: bytes) -> str:
