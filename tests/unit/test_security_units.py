@@ -305,3 +305,27 @@ def test_one_password_check_per_credential_in_flight_and_a_bound_on_them():
     refused = _request(b"/", Authorization=b"Basic " + base64.b64encode(b"late:p"))
     assert b"503" in guard.check(refused) and refused.responseCode == 503
     assert refused.responseHeaders.getRawHeaders(b"Retry-After") == [b"1"]
+
+
+def test_client_certificates_need_an_ssl_listener_and_a_ca_file(tmp_path):
+    from twisted.internet import reactor
+
+    from flasfka.app.build import BuildError, build
+
+    empty = tmp_path / "ca.pem"
+    empty.write_text("no certificate here\n")
+    config = Config(TLS_CLIENT_CA=str(empty))
+    with pytest.raises(BuildError, match="TLS_CLIENT_CA: client certificates need an ssl:"):
+        build(config, reactor, "tcp:0:interface=127.0.0.1")
+    from tests.support.certs import TestCA
+
+    ca = TestCA(tmp_path)
+    key, cert = ca.issue("localhost", server=True)
+    with pytest.raises(BuildError, match="holds no PEM certificate"):
+        build(config, reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    built = build(
+        Config(TLS_CLIENT_CA=str(ca.path)),
+        reactor,
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    assert built.listener is not None
