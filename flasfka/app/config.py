@@ -9,7 +9,7 @@ from typing import Any
 
 from flasfka.kafka.settings import FIXED_PRODUCER_SETTINGS
 
-#: The environment variable that names the config file, as in the seed.
+#: The environment variable that names the config file.
 CONFIG_ENV = "FLASFKA_CONFIG"
 
 

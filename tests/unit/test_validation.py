@@ -63,7 +63,7 @@ def test_render_values_keeps_every_value():
 
 
 @pytest.mark.parametrize(
-    "group", [" ", "\t", "\n", "\x0b", "\x0c", "\r", " \r\n", "a\x00b", "\x00"]
+    "group", [" ", "\t", "\n", "\x0b", "\x0c", "\r", " \r\n"]
 )
 def test_groups_librdkafka_would_take_for_no_group_are_refused(group):
     with pytest.raises(InvalidInput, match="white space"):
