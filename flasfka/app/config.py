@@ -12,7 +12,7 @@ from flasfka.kafka.settings import FIXED_PRODUCER_SETTINGS
 from flasfka.security.acl import Acl, BadRule
 from flasfka.security.hashing import BadHash, check_password_hash, check_token_hash
 
-#: The environment variable that names the config file, as in the seed.
+#: The environment variable that names the config file.
 CONFIG_ENV = "FLASFKA_CONFIG"
 
 
