@@ -55,7 +55,12 @@ setup(
             "requests>=2.31.0",
         ],
     },
-    entry_points={"console_scripts": ["flasfka-serve = flasfka.app.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "flasfka-serve = flasfka.app.cli:main",
+            "flasfka-passwd = flasfka.app.passwd:main",
+        ]
+    },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

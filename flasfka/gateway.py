@@ -99,8 +99,13 @@ class Gateway:
         if self.producer is None or self.admin is None:
             raise Unavailable("flasfka is starting", retry_after=1)
 
-    async def produce(self, topic: str, values: list[bytes], key: bytes | None) -> None:
-        """Send values to topic in order; return once the broker acknowledged all of them."""
+    async def produce(
+        self, topic: str, values: list[bytes], key: bytes | None, create: bool = True
+    ) -> None:
+        """Send values to topic in order; return once the broker acknowledged all of them.
+
+        create=False: a missing topic is NotPermitted instead of created.
+        """
         self._check_running()
         assert self.producer is not None and self.admin is not None
         key_size = len(key) if key else 0
@@ -114,7 +119,7 @@ class Gateway:
             return
         started = self._reactor.seconds()
         try:
-            ensuring = self.admin.ensure(topic)
+            ensuring = self.admin.ensure(topic, create)
             if ensuring is not None:
                 await ensuring
             # A POST without a key goes to one partition, so its messages are read in order.
@@ -129,14 +134,19 @@ class Gateway:
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
 
     async def fetch(
-        self, topic: str, group: str, limit: int, timeout: float | None = None
+        self,
+        topic: str,
+        group: str,
+        limit: int,
+        create: bool = True,
+        timeout: float | None = None,
     ) -> list[Record]:
         """Up to limit messages of topic for group, committed before they are returned.
 
-        With timeout (a long poll), wait up to that many seconds after the group join for
-        the first message.
+        create=False: a missing topic is NotPermitted instead of created. With timeout (a
+        long poll), wait up to that many seconds after the group join for the first message.
         """
-        reader = await self.reader(topic, group)
+        reader = await self.reader(topic, group, create)
         config = self._config
         if timeout is None:
             await reader.member.wait_for(
@@ -148,11 +158,14 @@ class Gateway:
         self.metrics.consumed(topic, len(records))
         return records
 
-    async def reader(self, topic: str, group: str) -> GroupReader:
-        """The reader of (topic, group), its topic created first if need be (GETs, streams)."""
+    async def reader(self, topic: str, group: str, create: bool = True) -> GroupReader:
+        """The reader of (topic, group), its topic created first if need be (GETs, streams).
+
+        create=False: a missing topic is NotPermitted instead of created.
+        """
         self._check_running()
         assert self.admin is not None
-        ensuring = self.admin.ensure(topic)
+        ensuring = self.admin.ensure(topic, create)
         if ensuring is not None:
             await ensuring
         return self.consumers.get(topic, group)

@@ -32,6 +32,7 @@ from flasfka.consumers import GroupReader
 from flasfka.errors import FlasfkaError, Unavailable
 from flasfka.gateway import Gateway
 from flasfka.http.access_log import log_access
+from flasfka.http.auth import may_create
 from flasfka.http.rendering import render_records, render_values, status_of
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record
@@ -286,7 +287,7 @@ class Streams:
                 f"too many streams open ({self._max}, MAX_STREAMS); try again later",
                 retry_after=5,
             )
-        reader = await self._gateway.reader(topic, group)
+        reader = await self._gateway.reader(topic, group, may_create(request))
         counter = self._streamed_by_topic.get(topic)
         if counter is None:
             counter = self._streamed_by_topic[topic] = self._streamed.labels(topic)

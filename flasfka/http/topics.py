@@ -10,6 +10,7 @@ from twisted.web.server import Request
 
 from flasfka.errors import FlasfkaError
 from flasfka.gateway import Gateway
+from flasfka.http.auth import may_create
 from flasfka.http.parsing import (
     check_group,
     check_topic,
@@ -49,7 +50,7 @@ class TopicRoutes:
             key = key.encode()
         values = parse_messages(request.content.read())
         try:
-            await self._gateway.produce(topic, values, key)
+            await self._gateway.produce(topic, values, key, create=may_create(request))
         except FlasfkaError as e:
             self._metrics.produce_failed(topic, status_of(e))
             raise
@@ -87,6 +88,8 @@ class TopicRoutes:
         request.setHeader(b"Content-Type", JSON)
         if request.method == b"HEAD":
             return b""
-        records = await self._gateway.fetch(topic, group, limit, timeout)
+        records = await self._gateway.fetch(
+            topic, group, limit, create=may_create(request), timeout=timeout
+        )
         render = render_records if records_format else render_values
         return orjson.dumps({"group": group, "messages": render(records)})
