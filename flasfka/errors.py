@@ -36,3 +36,7 @@ class Unavailable(FlasfkaError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Conflict(FlasfkaError):
+    """The request names state this process no longer holds (e.g. an expired lease)."""

@@ -97,6 +97,27 @@ LIMIT = Param(
     "Most messages to return (default CONSUMER_LIMIT, at most CONSUMER_MAX_LIMIT)",
 )
 
+ACK = Param(
+    "ack",
+    "query",
+    {"type": "string", "enum": ["explicit"]},
+    "explicit: at-least-once; the messages are leased, not committed, until POST .../ack",
+)
+LEASE = Param(
+    "lease",
+    "query",
+    {"type": "number", "minimum": 1},
+    "With ack=explicit: seconds the messages stay leased (default CONSUMER_LEASE, at most "
+    "CONSUMER_MAX_LEASE)",
+)
+
+ACK_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["cursor"],
+    "properties": {"cursor": {"type": "string"}, "release": {"type": "boolean"}},
+    "additionalProperties": False,
+}
+
 MESSAGES_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["messages"],
@@ -125,6 +146,17 @@ MESSAGES_ANSWER: dict[str, Any] = {
     },
 }
 
+LEASED_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["group", "messages", "cursor", "lease"],
+    "properties": {
+        "group": {"type": "string"},
+        "messages": {"type": "array"},
+        "cursor": {"type": "string", "description": "Acknowledge with POST .../ack"},
+        "lease": {"type": "number", "description": "Seconds the messages stay leased"},
+    },
+}
+
 _STATUS_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
@@ -146,7 +178,11 @@ _PRODUCE_ANSWERS = {
     502: Answer("The broker refused the messages", _ERROR),
 }
 _FETCH_ANSWERS = {
-    200: Answer("The next messages of the group, committed (at-most-once)", MESSAGES_ANSWER),
+    200: Answer(
+        "The next messages of the group, committed (at-most-once), or leased with a cursor "
+        "(ack=explicit)",
+        {"oneOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
+    ),
     **_TOPIC_ERRORS,
     502: Answer("The broker refused the commit", _ERROR),
 }
@@ -225,7 +261,7 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/",
         "topics.fetch",
         "The next messages of a topic for the default group",
-        parameters=(TOPIC, LIMIT),
+        parameters=(TOPIC, LIMIT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
     ),
@@ -235,10 +271,38 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/{group}/",
         "topics.fetch",
         "The next messages of a topic for a consumer group",
-        parameters=(TOPIC, GROUP, LIMIT),
+        parameters=(TOPIC, GROUP, LIMIT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
     ),
+    Route(
+        "ack",
+        "POST",
+        "/{topic}/{group}/ack",
+        "topics.ack",
+        "Acknowledge (or release) the messages of a GET with ack=explicit",
+        parameters=(TOPIC, GROUP),
+        body=ACK_BODY,
+        answers={
+            204: Answer(
+                "Acknowledged (offsets committed up to the first unacknowledged message), or "
+                "released (delivered again at once); acking twice is 204 too"
+            ),
+            400: Answer("Not a cursor of this topic and group, or a bad body", _ERROR),
+            409: Answer(
+                "The lease is not held here (expired, released, partitions moved, restart, "
+                "another replica): the messages will be delivered again",
+                _ERROR,
+            ),
+            502: Answer("The broker refused the commit", _ERROR),
+            503: Answer("The broker is unreachable or slow", _ERROR, headers=("Retry-After",)),
+        },
+    ),
+)
+
+#: The paths of flasfka's own under a topic and group (they never end in '/').
+_GROUP_PATHS = tuple(
+    route for route in ROUTES if "{" in route.template and not route.template.endswith("/")
 )
 
 #: Paths of flasfka's own (no parameter), which never end in '/'.
@@ -253,9 +317,13 @@ def allowed_methods(path: bytes) -> list[str]:
     routes = OWN_PATHS.get(path)
     if routes is None:
         segments = min(path.count(b"/"), 3)
-        routes = tuple(r for r in ROUTES if "{" in r.template and r.segments == segments)
+        routes = tuple(
+            r
+            for r in ROUTES
+            if "{" in r.template and r.template.endswith("/") and r.segments == segments
+        )
         if not path.endswith(b"/"):
-            routes = ()
+            routes = _group_route(path)
     methods = sorted({r.method for r in routes})
     if "GET" in methods:
         methods.append("HEAD")
@@ -269,13 +337,30 @@ def route_label(method: bytes, path: bytes) -> str:
     """The metric label of a request: its route's template, never a topic name; else 'other'."""
     if path in OWN_PATHS:
         return path.decode()
-    if not path.endswith(b"/") or len(path) < 3:
+    if not path.endswith(b"/"):
+        group_routes = _group_route(path)
+        return group_routes[0].template if group_routes else "other"
+    if len(path) < 3:
         return "other"
     segments = min(path.count(b"/"), 3)  # a key or group may hold '/'
     verb = method.decode("ascii", "replace")
     if verb not in _TOPIC_METHODS:
         verb = "GET"  # HEAD, OPTIONS and methods no route serves: the path's GET shape
     for route in ROUTES:
-        if "{" in route.template and route.segments == segments and route.method == verb:
+        if (
+            route.template.endswith("/")
+            and "{" in route.template
+            and route.segments == segments
+            and route.method == verb
+        ):
             return route.template
     return "other"
+
+
+def _group_route(path: bytes) -> tuple[Route, ...]:
+    """The rows of /{topic}/{group}/<name> (e.g. the ack) that path is one of, or ()."""
+    head, _, name = path.rpartition(b"/")
+    parts = head.split(b"/", 2)  # "", topic, group (which may hold '/')
+    if len(parts) < 3 or not parts[1] or not parts[2]:
+        return ()
+    return tuple(r for r in _GROUP_PATHS if r.template.rsplit("/", 1)[1].encode() == name)
