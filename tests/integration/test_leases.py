@@ -1,0 +1,242 @@
+"""At-least-once reads end to end (real Tansu, real HTTP): leases, acks, redelivery, restarts,
+dead letters."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest_twisted
+import treq
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from twisted.internet import defer, threads
+
+from tests.support.helpers import get, post, post_messages, sleep
+from tests.support.servers import unique
+
+
+async def lease(url: str, path: str, **params: Any) -> dict[str, Any]:
+    """GET path with ack=explicit (and format=records) and params; the 200 body."""
+    query = "&".join(f"{k}={v}" for k, v in {"ack": "explicit", **params}.items())
+    status, body, _ = await get(url, f"{path}?{query}")
+    assert status == 200, body
+    return body
+
+
+async def ack(url: str, path: str, cursor: Any, release: bool | None = None) -> tuple[int, Any]:
+    """POST path + 'ack' with the cursor; (status, body text)."""
+    body: dict[str, Any] = {"cursor": cursor}
+    if release is not None:
+        body["release"] = release
+    response = await post(url, path + "ack", body)
+    return response.code, await response.text()
+
+
+def values(body: dict[str, Any]) -> list[Any]:
+    return [m["value"] for m in body["messages"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_expiry_redelivers_exactly_the_unacked_in_order(server):
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    await post_messages(server.url, f"/{topic}/", [f"m{i}" for i in range(6)])
+    first = await lease(server.url, path, limit=3, lease=1, format="records")
+    second = await lease(server.url, path, limit=3, lease=1, format="records")
+    assert (values(first), values(second)) == (["m0", "m1", "m2"], ["m3", "m4", "m5"])
+    assert first["lease"] == 1 and first["group"] == group
+    assert [m["deliveries"] for m in first["messages"]] == [1, 1, 1]
+    assert await ack(server.url, path, second["cursor"]) == (204, "")
+    await sleep(1.5)
+    again = await lease(server.url, path, limit=10, format="records")
+    assert values(again) == ["m0", "m1", "m2"]
+    assert [m["deliveries"] for m in again["messages"]] == [2, 2, 2]
+    assert [m["offset"] for m in again["messages"]] == [m["offset"] for m in first["messages"]]
+    assert again["lease"] == 30  # CONSUMER_LEASE
+    status, text = await ack(server.url, path, first["cursor"])
+    assert status == 409 and "delivered again" in text
+    assert (await ack(server.url, path, again["cursor"]))[0] == 204
+    assert values(await lease(server.url, path)) == []
+    status, body, _ = await get(server.url, path)
+    assert (status, body["messages"]) == (200, [])
+    _, metrics, _ = await get(server.url, "/metrics")
+    assert f'flasfka_acked_messages_total{{topic="{topic}"}} 6.0' in metrics
+    assert f'flasfka_redelivered_messages_total{{topic="{topic}"}} 3.0' in metrics
+    assert f'flasfka_expired_messages_total{{topic="{topic}"}} 3.0' in metrics
+    assert f'flasfka_leased_messages{{topic="{topic}"}} 0.0' in metrics
+
+
+@pytest_twisted.ensureDeferred
+async def test_release_ack_twice_and_bad_cursors(server):
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    await post_messages(server.url, f"/{topic}/", ["a", "b", "c"])
+    first = await lease(server.url, path, limit=2)
+    assert first["messages"] == ["a", "b"]  # values without format=records
+    assert await ack(server.url, path, first["cursor"], release=True) == (204, "")
+    assert (await ack(server.url, path, first["cursor"], release=True))[0] == 204
+    again = await lease(server.url, path, limit=5, format="records")
+    assert values(again) == ["a", "b", "c"]
+    assert [m["deliveries"] for m in again["messages"]] == [2, 2, 1]
+    assert (await ack(server.url, path, again["cursor"]))[0] == 204
+    assert (await ack(server.url, path, again["cursor"]))[0] == 204  # twice
+    status, text = await ack(server.url, path, again["cursor"], release=True)
+    assert status == 409 and "acknowledged" in text
+    cursor = again["cursor"]
+    payload, signature = cursor.split(".")
+    forged = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + signature
+    for bad in [forged, "garbage", "", 42, None, cursor + "x"]:
+        status, text = await ack(server.url, path, bad)
+        assert status == 400, (bad, status, text)
+    assert (await ack(server.url, f"/{topic}/other-group/", cursor))[0] == 400
+    assert (await ack(server.url, f"/{unique()}/{group}/", cursor))[0] == 400
+    response = await post(server.url, path + "ack", {"cursor": cursor, "extra": 1})
+    assert response.code == 400
+    response = await post(server.url, path + "ack", b"not json")
+    assert response.code == 400
+    status, body, _ = await get(server.url, f"{path}?ack=explicit&lease=0")
+    assert status == 400 and "lease" in body["error"]
+    status, body, _ = await get(server.url, f"{path}?lease=5")
+    assert status == 400
+    status, body, _ = await get(server.url, f"{path}?ack=auto")
+    assert status == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_ack_route_and_a_group_named_ack(server):
+    topic = unique()
+    response = await treq.request("OPTIONS", f"{server.url}/{topic}/g/ack")
+    assert response.code == 204 and response.headers.getRawHeaders("Allow") == ["POST, OPTIONS"]
+    # A GET there still redirects to the topic path of group "g/ack", as in the seed.
+    response = await treq.get(f"{server.url}/{topic}/g/ack", allow_redirects=False)
+    assert response.code == 308
+    assert response.headers.getRawHeaders("Location")[0].endswith(f"/{topic}/g/ack/")
+    await post_messages(server.url, f"/{topic}/", ["x"])
+    taken = await lease(server.url, f"/{topic}/ack/")  # the group "ack"
+    assert taken["group"] == "ack" and taken["messages"] == ["x"]
+    assert (await ack(server.url, f"/{topic}/ack/", taken["cursor"]))[0] == 204
+    _, metrics, _ = await get(server.url, "/metrics")
+    assert 'route="/{topic}/{group}/ack"' in metrics
+    _, spec, _ = await get(server.url, "/openapi.json")
+    assert "post" in spec["paths"]["/{topic}/{group}/ack"]
+    names = [p["name"] for p in spec["paths"]["/{topic}/{group}/"]["get"]["parameters"]]
+    assert "ack" in names and "lease" in names
+
+
+@pytest_twisted.ensureDeferred
+async def test_out_of_order_acks_then_a_restart_deliver_the_unacked_again(make_server):
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    first_server = await make_server()
+    await post_messages(first_server.url, f"/{topic}/", ["m0", "m1", "m2", "m3"])
+    first = await lease(first_server.url, path, limit=2)
+    second = await lease(first_server.url, path, limit=2)
+    assert (first["messages"], second["messages"]) == (["m0", "m1"], ["m2", "m3"])
+    assert (await ack(first_server.url, path, second["cursor"]))[0] == 204
+    await first_server.stop()  # SIGTERM's path: commit what was acked, leave the group
+    restarted = await make_server()
+    # The committed offset stayed at m0 (the first unacknowledged), so m0 and m1 come back
+    # (and m2, m3 again: acknowledged, but behind an unacknowledged message).
+    again = await lease(restarted.url, path, limit=10, format="records")
+    assert values(again) == ["m0", "m1", "m2", "m3"]
+    assert [m["deliveries"] for m in again["messages"]] == [1, 1, 1, 1]  # counted per process
+    status, text = await ack(restarted.url, path, first["cursor"])
+    assert status == 409 and "another flasfka process" in text
+    assert (await ack(restarted.url, path, again["cursor"]))[0] == 204
+    await restarted.stop()
+    third = await make_server()
+    assert (await lease(third.url, path))["messages"] == []
+
+
+def _read_with_headers(address: str, topic: str, timeout: float) -> list[tuple[Any, Any, Any]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": address,
+            "group.id": "direct-reader",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = list(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        done: set[int] = set()
+        records = []
+        deadline = time.monotonic() + timeout
+        while len(done) < len(partitions) and time.monotonic() < deadline:
+            for message in consumer.consume(100, 0.2):
+                error = message.error()
+                if error is None:
+                    records.append((message.key(), message.value(), message.headers()))
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    done.add(message.partition())
+        return records
+    finally:
+        consumer.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dead_letter_after_max_deliveries(make_server, broker):
+    running = await make_server(CONSUMER_MAX_DELIVERIES=2)
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    await post_messages(running.url, f"/{topic}/k/", ["poison", "fine"])
+    first = await lease(running.url, path, limit=1, lease=1, format="records")
+    assert values(first) == ["poison"]
+    await sleep(1.3)
+    second = await lease(running.url, path, limit=1, lease=1, format="records")
+    assert values(second) == ["poison"] and second["messages"][0]["deliveries"] == 2
+    await sleep(1.3)  # its second lease ends: dead-lettered, then counted as acknowledged
+    rest = await lease(running.url, path, limit=5, format="records")
+    assert values(rest) == ["fine"]
+    assert (await ack(running.url, path, rest["cursor"]))[0] == 204
+    dead = await threads.deferToThread(
+        _read_with_headers, broker.address, f"{topic}.dead-letter", 15.0
+    )
+    assert len(dead) == 1
+    key, value, headers = dead[0]
+    assert (key, value) == (b"k", b"poison")
+    assert dict(headers) == {
+        "flasfka-origin-topic": topic.encode(),
+        "flasfka-origin-partition": str(first["messages"][0]["partition"]).encode(),
+        "flasfka-origin-offset": str(first["messages"][0]["offset"]).encode(),
+        "flasfka-deliveries": b"2",
+    }
+    _, metrics, _ = await get(running.url, "/metrics")
+    assert f'flasfka_dead_lettered_messages_total{{topic="{topic}"}} 1.0' in metrics
+    await running.stop()
+    restarted = await make_server(CONSUMER_MAX_DELIVERIES=2)
+    assert (await lease(restarted.url, path))["messages"] == []  # both committed
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_leased_gets_are_disjoint(server):
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    sent = [f"m{i}" for i in range(320)]
+    for key in range(8):
+        await post_messages(server.url, f"/{topic}/k{key}/", sent[key * 40 : (key + 1) * 40])
+    await lease(server.url, path, limit=1)  # join first (the bodies below are all leased)
+    bodies = await defer.gatherResults(
+        [defer.ensureDeferred(lease(server.url, path, limit=10, lease=60)) for _ in range(16)]
+    )
+    seen = [m for body in bodies for m in body["messages"]]
+    assert [m for m, n in Counter(seen).items() if n > 1] == []
+    assert len(seen) == 160
+    for body in bodies:
+        assert (await ack(server.url, path, body["cursor"]))[0] == 204
+
+
+@pytest_twisted.ensureDeferred
+async def test_bound_of_leased_messages_is_503(make_server):
+    running = await make_server(CONSUMER_MAX_LEASED=3)
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    await post_messages(running.url, f"/{topic}/", ["a", "b", "c", "d"])
+    assert len((await lease(running.url, path, limit=5))["messages"]) == 3
+    status, body, response = await get(running.url, f"{path}?ack=explicit")
+    assert status == 503 and "CONSUMER_MAX_LEASED" in body["error"]
+    assert response.headers.getRawHeaders("Retry-After") == ["1"]
+    status, body, _ = await get(running.url, path)  # at-most-once still reads
+    assert (status, body["messages"]) == (200, ["d"])
