@@ -240,3 +240,42 @@ async def test_bound_of_leased_messages_is_503(make_server):
     assert response.headers.getRawHeaders("Retry-After") == ["1"]
     status, body, _ = await get(running.url, path)  # at-most-once still reads
     assert (status, body["messages"]) == (200, ["d"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_rebalance_drops_the_leases_of_revoked_partitions(make_server):
+    from twisted.internet import reactor
+
+    first, second = await make_server(), await make_server()
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    sent = [f"m{i}" for i in range(120)]
+    for key in range(12):
+        await post_messages(first.url, f"/{topic}/k{key}/", sent[key * 10 : (key + 1) * 10])
+    deadline = reactor.seconds() + 60
+    held: list[dict[str, Any]] = []
+    while sum(len(b["messages"]) for b in held) < len(sent) and reactor.seconds() < deadline:
+        held.append(await lease(first.url, path, limit=1000, lease=120))
+    acked: list[str] = []
+    # The second gateway joins: the group rebalances and the first gives up some partitions,
+    # whose leases it drops; their messages go to the second from the committed offset.
+    while not acked and reactor.seconds() < deadline:
+        body = await lease(second.url, path, limit=1000, format="records")
+        if body["messages"]:
+            assert {m["deliveries"] for m in body["messages"]} == {1}
+            assert (await ack(second.url, path, body["cursor"]))[0] == 204
+            acked.extend(values(body))
+        else:
+            await sleep(0.2)
+    assert acked, "the second gateway got no partition"
+    statuses = [(await ack(first.url, path, b["cursor"]))[0] for b in held if b["messages"]]
+    assert 409 in statuses
+    # What the first still holds comes back to it (its dropped leases' kept partitions).
+    while len(set(acked)) < len(sent) and reactor.seconds() < deadline:
+        for url in (first.url, second.url):
+            body = await lease(url, path, limit=1000)
+            if body["messages"]:
+                assert (await ack(url, path, body["cursor"]))[0] == 204
+                acked.extend(body["messages"])
+        await sleep(0.1)
+    assert set(acked) == set(sent)
