@@ -27,7 +27,7 @@ ORIGIN_HEADERS = (
 )
 
 
-def dead_letter_headers(record: Record, deliveries: int) -> list[tuple[str, bytes | None]]:
+def dead_letter_headers(record: Record, deliveries: int) -> list[tuple[str, str | bytes | None]]:
     """The original headers, then the origin of record and its delivery count."""
     origin = (record.topic, str(record.partition), str(record.offset), str(deliveries))
     return [

@@ -119,8 +119,8 @@ async def test_the_ack_route_and_a_group_named_ack(server):
     _, metrics, _ = await get(server.url, "/metrics")
     assert 'route="/{topic}/{group}/ack"' in metrics
     _, spec, _ = await get(server.url, "/openapi.json")
-    assert "post" in spec["paths"]["/{topic}/{group}/ack"]
-    names = [p["name"] for p in spec["paths"]["/{topic}/{group}/"]["get"]["parameters"]]
+    assert "post" in spec["paths"]["/{topic}/{name}/ack"]
+    names = [p["name"] for p in spec["paths"]["/{topic}/{name}/"]["get"]["parameters"]]
     assert "ack" in names and "lease" in names
 
 
