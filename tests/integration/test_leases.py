@@ -12,7 +12,9 @@ import treq
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from twisted.internet import defer, threads
 
-from tests.support.helpers import get, post, post_messages, sleep
+from flasfka.app.broker import free_port
+from tests.support.helpers import get, post, post_messages, produce_direct, sleep
+from tests.support.ops import spawn, wait_exit, wait_ready, write_config
 from tests.support.servers import unique
 
 
@@ -279,3 +281,73 @@ async def test_a_rebalance_drops_the_leases_of_revoked_partitions(make_server):
                 acked.extend(body["messages"])
         await sleep(0.1)
     assert set(acked) == set(sent)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_processes_one_sigkilled_every_message_delivered_at_least_once(broker, tmp_path):
+    """20,000 messages, two flasfka-serve processes on one group with ack=explicit; one is
+    SIGKILLed holding a lease: the other delivers whatever was not acknowledged."""
+    from twisted.internet import reactor
+
+    topic, group = unique(), unique("g")
+    path = f"/{topic}/{group}/"
+    total = 20_000
+    processes = []
+    urls = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            config = write_config(tmp_path / f"{name}.conf.py", broker.address, TOPIC_PARTITIONS=4)
+            processes.append(
+                spawn(
+                    ["flasfka-serve", "--config", str(config), "-p", str(port)],
+                    tmp_path / f"{name}.log",
+                )
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, process in zip(urls, processes, strict=True):
+            await wait_ready(url, process)
+        await post_messages(urls[0], f"/{topic}/k0/", ["m0"])  # creates it with 4 partitions
+        await produce_direct(
+            broker.address,
+            topic,
+            [(f"k{i % 16}".encode(), f"m{i}".encode()) for i in range(1, total)],
+        )
+        delivered: list[list[str]] = [[], []]
+        deadline = reactor.seconds() + 150
+        killed = False
+
+        async def worker(index: int) -> None:
+            nonlocal killed
+            url = urls[index]
+            while reactor.seconds() < deadline:
+                if len(set(delivered[0]) | set(delivered[1])) >= total:
+                    return
+                status, body, _ = await get(url, f"{path}?ack=explicit&limit=500&lease=10")
+                assert status == 200, body
+                delivered[index].extend(body["messages"])
+                if index == 1 and len(delivered[1]) >= 1000:
+                    processes[1].kill()  # holding this lease, not acknowledged
+                    killed = True
+                    return
+                if body["messages"]:
+                    code, text = await ack(url, path, body["cursor"])
+                    assert code == 204, text
+                else:
+                    await sleep(0.1)
+
+        await defer.gatherResults([defer.ensureDeferred(worker(i)) for i in (0, 1)])
+        assert killed, f"the second process got only {len(delivered[1])} messages"
+        seen = Counter(delivered[0] + delivered[1])
+        assert set(seen) == {f"m{i}" for i in range(total)}
+        duplicates = sum(n - 1 for n in seen.values())
+        print(
+            f"\n20,000 messages, one of two processes SIGKILLed: first delivered "
+            f"{len(delivered[0])}, killed one {len(delivered[1])}, duplicates {duplicates}"
+        )
+        assert duplicates >= 1  # the killed process's last lease was delivered again
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+            await wait_exit(process, 15)
