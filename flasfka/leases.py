@@ -25,7 +25,6 @@ unacknowledged is lost.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -146,8 +145,9 @@ class Leases:
         self._delivered_end: dict[int, int] = {}
         #: partition -> the offset last asked to be committed.
         self._asked: dict[int, int] = {}
-        #: Who waits for the last commit asked for (empty: none in flight).
-        self._followers: list[Deferred[None]] = []
+        #: A commit is in flight; who waits for the next one.
+        self._committing = False
+        self._next_followers: list[Deferred[None]] = []
         #: Records in leases now.
         self.leased = 0
         self.at_most_once = _AtMostOnceView(self)
@@ -185,12 +185,20 @@ class Leases:
         """Records taken and not delivered: pending ones to the returned queue, others back."""
         pending = self._pending
         fresh = []
+        back = []
         for record in records:
             if record.offset in pending.get(record.partition, ()):
-                bisect.insort(self._returned, record, key=_order)
+                back.append(record)
             else:
                 fresh.append(record)
+        self._requeue(back)
         self._member.put_back(fresh)
+
+    def _requeue(self, records: list[Record]) -> None:
+        """Add records to the returned queue, kept in (partition, offset) order."""
+        if records:
+            # Two sorted runs: timsort merges them in linear time.
+            self._returned = sorted([*self._returned, *records], key=_order)
 
     def lease(self, limit: int, seconds: float) -> Lease:
         """Take up to limit records (bounded by the room left) and lease them for seconds."""
@@ -293,11 +301,13 @@ class Leases:
         """Queue an ended lease's records for redelivery, or dead-letter the worn-out ones."""
         limit = self._max_deliveries
         dead: list[tuple[Record, int]] = []
+        back: list[Record] = []
         for record, count in zip(lease.records, lease.deliveries, strict=True):
             if limit and count >= limit and self._dead_letter is not None:
                 dead.append((record, count))
             else:
-                bisect.insort(self._returned, record, key=_order)
+                back.append(record)
+        self._requeue(back)
         if dead:
             self._send_dead(dead)
 
@@ -325,11 +335,14 @@ class Leases:
                 why=getattr(failure.value, "message", failure.value),
             )
             assigned = self._member.assignment
-            for record, _count in dead:
-                if record.offset in self._pending.get(record.partition, ()) and (
-                    record.partition in assigned
-                ):
-                    bisect.insort(self._returned, record, key=_order)
+            self._requeue(
+                [
+                    record
+                    for record, _count in dead
+                    if record.partition in assigned
+                    and record.offset in self._pending.get(record.partition, ())
+                ]
+            )
 
         self._dead_letter(dead).addCallbacks(written, failed)
 
@@ -342,23 +355,37 @@ class Leases:
         return self._delivered_end.get(partition)
 
     def commit(self) -> Deferred[None]:
-        """Commit every partition up to its first pending record; fires once committed."""
+        """Commit every partition up to its first pending record; fires once committed.
+
+        Commits go one at a time: what is acknowledged while one is in flight is committed
+        together by the next (one broker round trip for all of them), as CommitRounds does.
+        """
+        follower: Deferred[None] = Deferred()
+        if self._committing:
+            self._next_followers.append(follower)
+            return follower
+        ends = self._commit_ends()
+        if not ends:
+            follower.callback(None)
+            return follower
+        self._start_commit(ends, [follower])
+        return follower
+
+    def _commit_ends(self) -> dict[int, int]:
+        """partition -> offset to commit, where it moved since last asked."""
         ends: dict[int, int] = {}
         for partition in self._member.assignment:
             target = self._target(partition)
             if target is not None and target > self._asked.get(partition, -1):
                 ends[partition] = target
-        if not ends:
-            if not self._followers:
-                return succeed(None)
-            return self._follow_last()
+        return ends
+
+    def _start_commit(self, ends: dict[int, int], followers: list[Deferred[None]]) -> None:
+        self._committing = True
         self._asked.update(ends)
-        followers: list[Deferred[None]] = []
-        self._followers = followers
 
         def done(result: object) -> None:
-            if self._followers is followers:
-                self._followers = []
+            self._committing = False
             if isinstance(result, Failure):
                 for partition, end in ends.items():
                     if self._asked.get(partition) == end:
@@ -368,16 +395,16 @@ class Leases:
                     follower.errback(result)
                 else:
                     follower.callback(None)
+            waiting, self._next_followers = self._next_followers, []
+            if waiting:
+                ends_now = self._commit_ends()
+                if ends_now:
+                    self._start_commit(ends_now, waiting)
+                else:
+                    for follower in waiting:
+                        follower.callback(None)
 
-        follower = self._follow_last()
         self._member.commit_offsets(ends).addBoth(done)
-        return follower
-
-    def _follow_last(self) -> Deferred[None]:
-        """A Deferred fired when the last commit asked for ends (commits run in order)."""
-        follower: Deferred[None] = Deferred()
-        self._followers.append(follower)
-        return follower
 
     def _has_pending(self) -> bool:
         return any(self._pending.values())
@@ -426,9 +453,7 @@ class Leases:
             if any(record.partition in partitions for record in lease.records):
                 self._end(lease.id, "revoked")
                 self._events.lease_event("revoked", self._topic, len(lease.records))
-                for record in lease.records:
-                    if record.partition not in partitions:
-                        bisect.insort(self._returned, record, key=_order)
+                self._requeue([r for r in lease.records if r.partition not in partitions])
         self._returned = [r for r in self._returned if r.partition not in partitions]
         for partition in partitions:
             self._pending.pop(partition, None)

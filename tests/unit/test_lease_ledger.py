@@ -261,3 +261,41 @@ def test_cursors_are_signed_and_bound_to_topic_and_group():
             signer.verify(garbage, "t", "g")
     with pytest.raises(Conflict, match="another flasfka process"):
         CursorSigner().verify(cursor, "t", "g")
+
+
+def test_acks_during_a_commit_share_the_next_one():
+    _clock, member, leases, _ = make()
+    pending: list[Deferred[None]] = []
+
+    def slow_commit(ends):
+        member.commits.append(dict(ends))
+        d: Deferred[None] = Deferred()
+        pending.append(d)
+        return d
+
+    member.commit_offsets = slow_commit  # type: ignore[method-assign]
+    taken = [leases.lease(1, 30) for _ in range(4)]
+    first = leases.ack(ref(leases, taken[0]))
+    rest = [leases.ack(ref(leases, lease)) for lease in taken[1:]]
+    assert member.commits == [{0: 1}]  # the others wait for it
+    pending[0].callback(None)
+    assert first.called and not any(d.called for d in rest)
+    assert member.commits == [{0: 1}, {0: 4}]  # one commit for the three
+    pending[1].callback(None)
+    assert all(d.called for d in rest)
+
+
+def test_config_keys_of_leases_are_checked():
+    from flasfka.app.config import Config, ConfigError
+
+    Config().validate("defaults")
+    for bad in (
+        {"CONSUMER_LEASE": 0.5},
+        {"CONSUMER_LEASE": 400.0},
+        {"CONSUMER_MAX_LEASED": 0},
+        {"CONSUMER_MAX_DELIVERIES": -1},
+        {"DEAD_LETTER_TOPIC": "{other}"},
+        {"DEAD_LETTER_TOPIC": ""},
+    ):
+        with pytest.raises(ConfigError):
+            Config(**bad).validate("f.py")
