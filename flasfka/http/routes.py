@@ -357,6 +357,11 @@ def route_label(method: bytes, path: bytes) -> str:
     return "other"
 
 
+def is_own_path(path: bytes) -> bool:
+    """Whether path is one of flasfka's own (never a topic path, so never redirected)."""
+    return path in OWN_PATHS or bool(_group_route(path))
+
+
 def _group_route(path: bytes) -> tuple[Route, ...]:
     """The rows of /{topic}/{group}/<name> (e.g. the ack) that path is one of, or ()."""
     head, _, name = path.rpartition(b"/")
