@@ -22,14 +22,16 @@ def _last(args: dict[bytes, list[bytes]], name: bytes) -> str | None:
 
 
 def parse_lease(args: dict[bytes, list[bytes]], default: float, maximum: float) -> float | None:
-    """The lease of a GET in seconds if it has ?ack=explicit, else None (at-most-once)."""
+    """The lease of a GET in seconds if it has ?ack=explicit, else None (at-most-once).
+
+    ?lease= alone implies ack=explicit: a client that asks for a lease must never get the
+    at-most-once commit instead.
+    """
     ack = _last(args, b"ack")
     lease = _last(args, b"lease")
-    if ack is None:
-        if lease is not None:
-            raise InvalidInput("lease= only goes with ack=explicit")
+    if ack is None and lease is None:
         return None
-    if ack != "explicit":
+    if ack is not None and ack != "explicit":
         raise InvalidInput(
             f"invalid ack {ack[:40]!r}: the only value is 'explicit' (at-least-once); "
             "without ack= a GET commits before it answers"

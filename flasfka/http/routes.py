@@ -107,8 +107,8 @@ LEASE = Param(
     "lease",
     "query",
     {"type": "number", "minimum": 1},
-    "With ack=explicit: seconds the messages stay leased (default CONSUMER_LEASE, at most "
-    "CONSUMER_MAX_LEASE)",
+    "Seconds the messages stay leased (default CONSUMER_LEASE, at most CONSUMER_MAX_LEASE); "
+    "implies ack=explicit",
 )
 
 ACK_BODY: dict[str, Any] = {
@@ -181,7 +181,7 @@ _FETCH_ANSWERS = {
     200: Answer(
         "The next messages of the group, committed (at-most-once), or leased with a cursor "
         "(ack=explicit)",
-        {"oneOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
+        {"anyOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
     ),
     **_TOPIC_ERRORS,
     502: Answer("The broker refused the commit", _ERROR),
