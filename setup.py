@@ -52,7 +52,12 @@ setup(
             "schemathesis>=4.0",
         ],
     },
-    entry_points={"console_scripts": ["flasfka-serve = flasfka.app.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "flasfka-serve = flasfka.app.cli:main",
+            "flasfka-passwd = flasfka.app.passwd:main",
+        ]
+    },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -221,7 +221,15 @@ def main() -> None:
     parser.add_argument(
         "--posts-only", action="store_true", help="only the full-speed POSTs (no table)"
     )
+    parser.add_argument(
+        "--auth", action="store_true", help="only POST 1 msg with Basic auth on vs off"
+    )
     args = parser.parse_args()
+    if args.auth:
+        from bench.auth import report
+
+        print(report(args.seconds, args.repeats))
+        return
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-"))
     bodies = {}
     for n in (1, 100):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import endpoints
+from twisted.internet import endpoints, threads
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import ILogObserver, Logger
 
@@ -26,7 +26,10 @@ from flasfka.app.services import (
     run_blocking_on,
 )
 from flasfka.app.shutdown import GracefulListener, OrderedMultiService
+from flasfka.app.tls import require_client_certificates
 from flasfka.gateway import Gateway
+from flasfka.http.auth import Guard
+from flasfka.http.cors import Cors
 from flasfka.http.ops import OpsRoutes
 from flasfka.http.resource import GatewayRoot
 from flasfka.http.site import Draining, ObservedSite, make_site
@@ -118,8 +121,16 @@ def build(
             max_limit=config.CONSUMER_MAX_LIMIT,
         ),
     }
+    guard = None
+    if config.auth_enabled:
+        guard = Guard(
+            config,
+            reactor,
+            lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args),
+        )
+    cors = Cors(config.CORS_ORIGINS) if config.CORS_ORIGINS else None
     site = make_site(
-        GatewayRoot(handlers),
+        GatewayRoot(handlers, guard, cors),
         config.MAX_BODY_SIZE,
         config.HTTP_IDLE_TIMEOUT,
         clock=reactor,
@@ -132,8 +143,23 @@ def build(
         except (ValueError, TypeError) as e:
             raise BuildError(f"bad --port {endpoint!r}: {e}") from None
         scheme = "https" if endpoint.startswith(("ssl:", "tls:")) else "http"
+        if config.TLS_CLIENT_CA:
+            try:
+                listening = require_client_certificates(listening, config.TLS_CLIENT_CA)
+            except ValueError as e:
+                raise BuildError(f"config error: {config_source}: TLS_CLIENT_CA: {e}") from None
+        if not config.auth_enabled and not _loopback_only(endpoint):
+            log.warn(
+                "listening on {endpoint} beyond loopback with no USERS, TOKENS or "
+                "TLS_CLIENT_CA: anyone who reaches it may produce and consume every topic",
+                endpoint=endpoint,
+            )
     else:
         listening, scheme = endpoint, "http"
+        if config.TLS_CLIENT_CA:
+            raise BuildError(
+                f"config error: {config_source}: TLS_CLIENT_CA needs an ssl: listener string"
+            )
     listener = GracefulListener(
         ListenWhenReady(listening, kafka.clients_started), site, config.SHUTDOWN_GRACE, scheme
     )
@@ -142,6 +168,17 @@ def build(
     top.gateway, top.site, top.listener, top.handlers = gateway, site, listener, handlers
     log.info("flasfka {version} starting", version=__version__)
     return top
+
+
+def _loopback_only(description: str) -> bool:
+    """Whether an endpoint string listens on a loopback interface or a UNIX socket only."""
+    if description.startswith("unix:"):
+        return True
+    for part in description.split(":"):
+        if part.startswith("interface="):
+            host = part[len("interface=") :].strip("[]")
+            return host in ("localhost", "::1") or host.startswith("127.")
+    return False
 
 
 __all__ = ["BuildError", "Flasfka", "build"]

@@ -14,6 +14,7 @@ from flasfka.errors import (
     Conflict,
     FlasfkaError,
     InvalidInput,
+    NotPermitted,
     TooLarge,
     Unavailable,
     UnknownTopic,
@@ -27,6 +28,7 @@ JSON = b"application/json"
 #: The HTTP status of each domain error (the most specific class listed wins).
 STATUS_OF: dict[type[FlasfkaError], int] = {
     InvalidInput: 400,
+    NotPermitted: 403,
     UnknownTopic: 404,
     TooLarge: 413,
     BrokerRefused: 502,

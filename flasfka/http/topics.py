@@ -8,6 +8,7 @@ from twisted.web.iweb import IRequest
 from flasfka.errors import FlasfkaError
 from flasfka.gateway import Gateway
 from flasfka.http.acks import leased_answer, parse_ack, parse_lease, wants_records
+from flasfka.http.auth import may_create
 from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
 from flasfka.http.rendering import JSON, render_values, status_of
 
@@ -31,7 +32,7 @@ class TopicRoutes:
             key = key.encode()
         values = parse_messages(request.content.read())
         try:
-            await self._gateway.produce(topic, values, key)
+            await self._gateway.produce(topic, values, key, create=may_create(request))
         except FlasfkaError as e:
             self._metrics.produce_failed(topic, status_of(e))
             raise
@@ -57,9 +58,11 @@ class TopicRoutes:
         if request.method == b"HEAD":
             return b""
         if lease is not None:
-            leased, cursor = await gateway.fetch_leased(topic, group, limit, lease)
+            leased, cursor = await gateway.fetch_leased(
+                topic, group, limit, lease, create=may_create(request)
+            )
             return leased_answer(group, leased, cursor, lease, records_format)
-        records = await self._gateway.fetch(topic, group, limit)
+        records = await self._gateway.fetch(topic, group, limit, create=may_create(request))
         return orjson.dumps({"group": group, "messages": render_values(records)})
 
     async def ack(self, request: IRequest, topic: str, group: str) -> bytes:
