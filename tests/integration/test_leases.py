@@ -3,6 +3,8 @@ dead letters."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -353,3 +355,43 @@ async def test_two_processes_one_sigkilled_every_message_delivered_at_least_once
             if process.poll() is None:
                 process.terminate()
             await wait_exit(process, 15)
+
+
+@pytest_twisted.ensureDeferred
+async def test_acks_are_consume_operations_under_the_acl(make_server):
+    from flasfka.security.hashing import hash_password
+
+    users = {"worker": hash_password("worker-Pw-1"), "other": hash_password("other-Pw-2")}
+    acl = [
+        {
+            "principal": "worker",
+            "topics": "*",
+            "groups": "jobs",
+            "allow": ["produce", "consume", "create"],
+        },
+        {"principal": "other", "topics": "*", "groups": "else", "allow": ["consume"]},
+    ]
+    running = await make_server(USERS=users, ACL=acl, AUTH_MAX_FAILURES=10**6)
+    topic = unique()
+
+    def auth(user: str, password: str) -> dict[bytes, list[bytes]]:
+        token = base64.b64encode(f"{user}:{password}".encode())
+        return {b"Authorization": [b"Basic " + token]}
+
+    worker = auth("worker", "worker-Pw-1")
+    response = await treq.post(
+        f"{running.url}/{topic}/", data=b'{"messages": ["job"]}', headers=worker
+    )
+    assert response.code == 204
+    response = await treq.get(f"{running.url}/{topic}/jobs/?ack=explicit", headers=worker)
+    body = json.loads(await response.content())
+    assert response.code == 200 and body["messages"] == ["job"]
+    sent = json.dumps({"cursor": body["cursor"]}).encode()
+    denied = await treq.post(
+        f"{running.url}/{topic}/jobs/ack", data=sent, headers=auth("other", "other-Pw-2")
+    )
+    assert denied.code == 403
+    anonymous = await treq.post(f"{running.url}/{topic}/jobs/ack", data=sent)
+    assert anonymous.code == 401
+    allowed = await treq.post(f"{running.url}/{topic}/jobs/ack", data=sent, headers=worker)
+    assert allowed.code == 204
