@@ -141,7 +141,8 @@ class Leases:
         self._pending: dict[int, dict[int, int]] = {}
         #: Records returned by a release or an expiry, by (partition, offset).
         self._returned: list[Record] = []
-        #: partition -> the offset after the last record delivered and committed or acked.
+        #: partition -> the offset after the last record delivered (leased, or committed by a
+        #: plain GET); the commit target where nothing is pending.
         self._delivered_end: dict[int, int] = {}
         #: partition -> the offset last asked to be committed.
         self._asked: dict[int, int] = {}
