@@ -34,6 +34,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from flasfka.commit_floor import CommitFloor
 from flasfka.cursors import CursorRef
 from flasfka.errors import Conflict, Unavailable
 from flasfka.reactor import ReactorLike
@@ -137,18 +138,10 @@ class Leases:
         self._leases: dict[int, Lease] = {}
         self._ended: dict[int, str] = {}
         self._ended_order: deque[int] = deque()
-        #: partition -> offset -> deliveries so far, of every record taken and not acked.
-        self._pending: dict[int, dict[int, int]] = {}
+        #: What may be committed: the first record taken and not acknowledged, per partition.
+        self._floor = CommitFloor(member)
         #: Records returned by a release or an expiry, by (partition, offset).
         self._returned: list[Record] = []
-        #: partition -> the offset after the last record delivered (leased, or committed by a
-        #: plain GET); the commit target where nothing is pending.
-        self._delivered_end: dict[int, int] = {}
-        #: partition -> the offset last asked to be committed.
-        self._asked: dict[int, int] = {}
-        #: A commit is in flight; who waits for the next one.
-        self._committing = False
-        self._next_followers: list[Deferred[None]] = []
         #: Records in leases now.
         self.leased = 0
         self.at_most_once = _AtMostOnceView(self)
@@ -184,11 +177,10 @@ class Leases:
 
     def _put_back(self, records: list[Record]) -> None:
         """Records taken and not delivered: pending ones to the returned queue, others back."""
-        pending = self._pending
         fresh = []
         back = []
         for record in records:
-            if record.offset in pending.get(record.partition, ()):
+            if self._floor.is_pending(record):
                 back.append(record)
             else:
                 fresh.append(record)
@@ -207,21 +199,8 @@ class Leases:
         records = self._take(min(limit, self._max_leased - self.leased))
         if not records:
             return Lease(0, [], [])
-        pending = self._pending
-        delivered_end = self._delivered_end
-        deliveries = []
-        again = 0
-        for record in records:
-            if record.offset >= delivered_end.get(record.partition, 0):
-                delivered_end[record.partition] = record.offset + 1
-            offsets = pending.get(record.partition)
-            if offsets is None:
-                offsets = pending[record.partition] = {}
-            count = offsets.get(record.offset, 0) + 1
-            offsets[record.offset] = count
-            deliveries.append(count)
-            if count > 1:
-                again += 1
+        deliveries = self._floor.deliver(records)
+        again = sum(1 for count in deliveries if count > 1)
         lease = Lease(next(self._ids), records, deliveries)
         lease.timer = self._reactor.callLater(seconds, self._expire, lease.id)
         self._leases[lease.id] = lease
@@ -269,11 +248,7 @@ class Leases:
                 return self.commit()
             raise Conflict(_why_not_held(found))
         self._end(ref.lease, "acked")
-        pending = self._pending
-        for record in found.records:
-            offsets = pending.get(record.partition)
-            if offsets is not None:
-                offsets.pop(record.offset, None)
+        self._floor.acknowledge(found.records)
         self._events.lease_event("acked", self._topic, len(found.records))
         return self.commit()
 
@@ -319,11 +294,7 @@ class Leases:
         def written(_: object) -> None:
             if generation != self.generation:
                 return
-            pending = self._pending
-            for record, _count in dead:
-                offsets = pending.get(record.partition)
-                if offsets is not None:
-                    offsets.pop(record.offset, None)
+            self._floor.acknowledge([record for record, _count in dead])
             self._events.lease_event("dead_lettered", self._topic, len(dead))
             self.commit().addErrback(lambda f: log.warn("commit after dead letter: {f}", f=f.value))
 
@@ -340,8 +311,7 @@ class Leases:
                 [
                     record
                     for record, _count in dead
-                    if record.partition in assigned
-                    and record.offset in self._pending.get(record.partition, ())
+                    if record.partition in assigned and self._floor.is_pending(record)
                 ]
             )
 
@@ -349,100 +319,27 @@ class Leases:
 
     # --- committing ------------------------------------------------------------------------
 
-    def _target(self, partition: int) -> int | None:
-        offsets = self._pending.get(partition)
-        if offsets:
-            return min(offsets)
-        return self._delivered_end.get(partition)
-
     def commit(self) -> Deferred[None]:
-        """Commit every partition up to its first pending record; fires once committed.
-
-        Commits go one at a time: what is acknowledged while one is in flight is committed
-        together by the next (one broker round trip for all of them), as CommitRounds does.
-        """
-        follower: Deferred[None] = Deferred()
-        if self._committing:
-            self._next_followers.append(follower)
-            return follower
-        ends = self._commit_ends()
-        if not ends:
-            follower.callback(None)
-            return follower
-        self._start_commit(ends, [follower])
-        return follower
-
-    def _commit_ends(self) -> dict[int, int]:
-        """partition -> offset to commit, where it moved since last asked."""
-        ends: dict[int, int] = {}
-        for partition in self._member.assignment:
-            target = self._target(partition)
-            if target is not None and target > self._asked.get(partition, -1):
-                ends[partition] = target
-        return ends
-
-    def _start_commit(self, ends: dict[int, int], followers: list[Deferred[None]]) -> None:
-        self._committing = True
-        self._asked.update(ends)
-
-        def done(result: object) -> None:
-            self._committing = False
-            if isinstance(result, Failure):
-                for partition, end in ends.items():
-                    if self._asked.get(partition) == end:
-                        del self._asked[partition]  # asked again by the next commit
-            for follower in followers:
-                if isinstance(result, Failure):
-                    follower.errback(result)
-                else:
-                    follower.callback(None)
-            waiting, self._next_followers = self._next_followers, []
-            if waiting:
-                ends_now = self._commit_ends()
-                if ends_now:
-                    self._start_commit(ends_now, waiting)
-                else:
-                    for follower in waiting:
-                        follower.callback(None)
-
-        self._member.commit_offsets(ends).addBoth(done)
-
-    def _has_pending(self) -> bool:
-        return any(self._pending.values())
+        """Commit every partition up to its first pending record; fires once committed."""
+        return self._floor.commit()
 
     def _commit_delivered(self, records: list[Record]) -> Deferred[None]:
         """Commit records an at-most-once GET takes: they count as acknowledged."""
         ends: dict[int, int] = {}
         for record in records:
             ends[record.partition] = max(record.offset + 1, ends.get(record.partition, 0))
-        pending = self._pending
-        if not self._leases and not self._has_pending():  # no lease here: the seed's commit
-            d = self._member.commit_offsets(ends)
-
-            def advanced(_: object) -> None:
-                for partition, end in ends.items():
-                    if end > self._delivered_end.get(partition, 0):
-                        self._delivered_end[partition] = end
-
-            return d.addCallback(advanced)
-        saved: list[tuple[Record, int]] = []
-        for record in records:
-            offsets = pending.get(record.partition)
-            if offsets is not None and record.offset in offsets:
-                saved.append((record, offsets.pop(record.offset)))
-        for partition, end in ends.items():
-            if end > self._delivered_end.get(partition, 0):
-                self._delivered_end[partition] = end
+        floor = self._floor
+        if not self._leases and not floor.any_pending():  # no lease here: the seed's commit
+            return self._member.commit_offsets(ends).addCallback(lambda _: floor.advance(ends))
+        saved = floor.acknowledge(records)
+        floor.advance(ends)
 
         def failed(failure: Failure) -> Failure:
             # Not committed: they go back (CommitRounds puts them back next) as pending records.
-            counts = {(r.partition, r.offset): n for r, n in saved}
-            for record in records:
-                key = (record.partition, record.offset)
-                pending.setdefault(record.partition, {})[record.offset] = counts.get(key, 0)
+            floor.pend(records, {(r.partition, r.offset): n for r, n in saved})
             return failure
 
-        return self.commit().addErrback(failed)
+        return floor.commit().addErrback(failed)
 
     # --- rebalance and close ---------------------------------------------------------------
 
@@ -456,10 +353,7 @@ class Leases:
                 self._events.lease_event("revoked", self._topic, len(lease.records))
                 self._requeue([r for r in lease.records if r.partition not in partitions])
         self._returned = [r for r in self._returned if r.partition not in partitions]
-        for partition in partitions:
-            self._pending.pop(partition, None)
-            self._delivered_end.pop(partition, None)
-            self._asked.pop(partition, None)
+        self._floor.forget(partitions)
 
     def flush(self) -> Deferred[None]:
         """Commit what was acknowledged (before a shutdown leaves the group)."""
