@@ -299,3 +299,16 @@ def test_config_keys_of_leases_are_checked():
     ):
         with pytest.raises(ConfigError):
             Config(**bad).validate("f.py")
+
+
+def test_an_ack_whose_commit_failed_is_committed_by_the_next_or_by_flush():
+    _clock, member, leases, _ = make()
+    taken = leases.lease(2, 30)
+    member.fail_next = True
+    failed = leases.ack(ref(leases, taken))
+    errors: list[object] = []
+    failed.addErrback(errors.append)
+    assert errors and member.commits == []  # 503 to the client; acknowledged all the same
+    leases.flush()  # what Gateway.stop does before leaving the group
+    assert member.commits == [{0: 2}]
+    assert leases.ack(ref(leases, taken)).called  # acking again is fine
