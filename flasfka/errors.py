@@ -36,3 +36,11 @@ class Unavailable(FlasfkaError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class InFlight(FlasfkaError):
+    """A request with the same Idempotency-Key is still being served."""
+
+
+class KeyReused(FlasfkaError):
+    """An Idempotency-Key was used before for another request."""

@@ -6,12 +6,13 @@ It owns the producer, the admin client and the group readers, and knows nothing 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from twisted.logger import Logger
 
 from flasfka.app.config import Config
 from flasfka.consumers import ConsumerRegistry
-from flasfka.errors import FlasfkaError, TooLarge, Unavailable
+from flasfka.errors import FlasfkaError, InvalidInput, TooLarge, Unavailable
 from flasfka.kafka import (
     GroupMember,
     KafkaProducer,
@@ -23,7 +24,7 @@ from flasfka.kafka import (
 from flasfka.kafka.settings import message_max_bytes
 from flasfka.metrics import GatewayMetrics
 from flasfka.reactor import ReactorLike, RunBlocking
-from flasfka.records import Record
+from flasfka.records import Delivered, Outgoing, Record
 
 log = Logger(namespace="flasfka.gateway")
 
@@ -97,15 +98,23 @@ class Gateway:
         if self.stopping or self.producer is None or self.admin is None:
             raise Unavailable("flasfka is shutting down", retry_after=1)
 
-    async def produce(self, topic: str, values: list[bytes], key: bytes | None) -> None:
-        """Send values to topic in order; return once the broker acknowledged all of them."""
+    async def produce(
+        self,
+        topic: str,
+        values: list[bytes],
+        key: bytes | None,
+        element: Callable[[int], str] = "message {}".format,
+    ) -> None:
+        """Send values to topic in order; return once the broker acknowledged all of them.
+
+        element names a message in the errors ("message 3", "line 4")."""
         self._check_running()
         assert self.producer is not None and self.admin is not None
         key_size = len(key) if key else 0
         for index, value in enumerate(values):
             if len(value) + key_size > self._message_max_bytes:
                 raise TooLarge(
-                    f"message {index} is {len(value) + key_size} bytes with its key; the "
+                    f"{element(index)} is {len(value) + key_size} bytes with its key; the "
                     f"limit is {self._message_max_bytes} (message.max.bytes); nothing was sent"
                 )
         if not values:
@@ -125,6 +134,56 @@ class Gateway:
             raise
         self.produce_stalled = None
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
+
+    async def produce_records(
+        self,
+        topic: str,
+        records: list[Outgoing],
+        offsets: bool = False,
+        element: Callable[[int], str] = "message {}".format,
+    ) -> list[Delivered] | None:
+        """Send records to topic in order; return once the broker acknowledged all of them.
+
+        Checked before anything is sent: each record's size, and that its partition exists
+        (element names a record in the errors). Records without a key or partition go to
+        one partition picked for the POST, as the seed's messages without a key do. With
+        offsets, returns where each record was written.
+        """
+        self._check_running()
+        assert self.producer is not None and self.admin is not None
+        limit = self._message_max_bytes
+        for index, record in enumerate(records):
+            size = record.size
+            if size > limit:
+                raise TooLarge(
+                    f"{element(index)} is {size} bytes with its key and headers; the limit is "
+                    f"{limit} (message.max.bytes); nothing was sent"
+                )
+        if not records:
+            return [] if offsets else None
+        started = self._reactor.seconds()
+        try:
+            ensuring = self.admin.ensure(topic)
+            if ensuring is not None:
+                await ensuring
+            count = self.admin.partitions(topic)
+            for index, record in enumerate(records):
+                if record.partition >= count:
+                    raise InvalidInput(
+                        f'{element(index)} "partition": partition {record.partition} does not '
+                        f"exist; topic {topic!r} has {count} (0 to {count - 1}); nothing was sent"
+                    )
+            delivered = await self.producer.send_records(
+                topic, records, random.randrange(count), offsets
+            )
+        except FlasfkaError as e:
+            if isinstance(e, Unavailable) and self.producer.connected:
+                self.produce_stalled = e.message
+                self.produce_stalled_at = self._reactor.seconds()
+            raise
+        self.produce_stalled = None
+        self.metrics.produced(topic, len(records), self._reactor.seconds() - started)
+        return delivered
 
     async def fetch(self, topic: str, group: str, limit: int) -> list[Record]:
         """Up to limit messages of topic for group, committed before they are returned."""

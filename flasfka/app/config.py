@@ -63,6 +63,12 @@ class Config:
     SHUTDOWN_GRACE: float = 10.0
     #: Seconds an HTTP connection may stay idle (slow or silent clients are cut).
     HTTP_IDLE_TIMEOUT: float = 60.0
+    #: Seconds a POST's answer is kept for retries with the same Idempotency-Key.
+    IDEMPOTENCY_TTL: float = 300.0
+    #: Most Idempotency-Keys kept per process (in flight or answered); oldest dropped first.
+    IDEMPOTENCY_MAX_KEYS: int = 10000
+    #: Most bytes of answers kept for Idempotency-Key replays; oldest dropped first.
+    IDEMPOTENCY_MAX_BYTES: int = 64 * 1024 * 1024
     #: Log format: "text" or "json".
     LOG_FORMAT: str = "text"
 
@@ -80,6 +86,9 @@ class Config:
             "CONSUMER_JOIN_TIMEOUT",
             "CONSUMER_IDLE_TIMEOUT",
             "HTTP_IDLE_TIMEOUT",
+            "IDEMPOTENCY_TTL",
+            "IDEMPOTENCY_MAX_KEYS",
+            "IDEMPOTENCY_MAX_BYTES",
         )
         for key in positive:
             if getattr(self, key) <= 0:

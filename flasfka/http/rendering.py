@@ -12,7 +12,9 @@ from flasfka import __version__
 from flasfka.errors import (
     BrokerRefused,
     FlasfkaError,
+    InFlight,
     InvalidInput,
+    KeyReused,
     TooLarge,
     Unavailable,
     UnknownTopic,
@@ -27,6 +29,8 @@ JSON = b"application/json"
 STATUS_OF: dict[type[FlasfkaError], int] = {
     InvalidInput: 400,
     UnknownTopic: 404,
+    InFlight: 409,
+    KeyReused: 422,
     TooLarge: 413,
     BrokerRefused: 502,
     Unavailable: 503,

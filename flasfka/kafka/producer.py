@@ -7,6 +7,8 @@ no thread is involved and no Deferred is fired outside the reactor thread.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from flasfka.errors import FlasfkaError, Unavailable
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.kafka.settings import ACKNOWLEDGEMENT_SETTINGS
 from flasfka.reactor import ReactorLike
+from flasfka.records import Delivered, Outgoing
 
 log = Logger(namespace="flasfka.kafka.producer")
 
@@ -32,21 +35,47 @@ _DELIVERY_SLACK = 5.0
 
 
 class _PendingDelivery:
-    """A POST waiting for the delivery report of its last message (see KafkaProducer.send)."""
+    """A POST waiting for its delivery reports (see KafkaProducer.send and send_records).
 
-    __slots__ = ("_done", "deferred", "error", "started", "topic")
+    It is answered when `remaining` reports came without an error, or at the first error.
+    With `offsets`, every message carries a report and fills its place in the list.
+    """
 
-    def __init__(self, done: list[_PendingDelivery], topic: str, started: float) -> None:
+    __slots__ = ("_done", "deferred", "error", "offsets", "remaining", "started", "topic")
+
+    def __init__(
+        self,
+        done: list[_PendingDelivery],
+        topic: str,
+        started: float,
+        reports: int = 1,
+        offsets: list[Delivered | None] | None = None,
+    ) -> None:
         self._done = done
         self.topic = topic
         self.started = started
+        self.remaining = reports
+        self.offsets = offsets
         self.error: KafkaError | None = None
-        self.deferred: Deferred[None] = Deferred()
+        self.deferred: Deferred[Any] = Deferred()
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
         """librdkafka's delivery report (reactor thread, inside poll)."""
-        self.error = error
-        self._done.append(self)
+        if error is not None:
+            if self.error is None:
+                self.error = error
+                self._done.append(self)
+            return
+        self.remaining -= 1
+        if not self.remaining and self.error is None:
+            self._done.append(self)
+
+    def on_indexed(self, index: int, error: KafkaError | None, message: Message) -> None:
+        """The delivery report of message index of a POST that asked for offsets."""
+        if error is None:
+            stamp = message.timestamp()[1]
+            self.offsets[index] = (message.partition(), message.offset(), stamp)  # type: ignore[index]
+        self.on_delivery(error, message)
 
 
 class KafkaProducer:
@@ -241,6 +270,81 @@ class KafkaProducer:
         self._poll_soon()
         return pending.deferred
 
+    def send_records(
+        self,
+        topic: str,
+        records: Sequence[Outgoing],
+        keyless_partition: int,
+        offsets: bool = False,
+    ) -> Deferred[list[Delivered] | None]:
+        """Queue records (in order); fire once the broker has all of them.
+
+        A record without a partition goes to its key's partition (the partitioner's choice),
+        or to keyless_partition if it has no key either. The records of one POST may thus
+        go to several partitions, and the last-report argument of send() holds per
+        partition only: so the last record queued to each partition carries a report, and
+        the POST is answered when all of those came. The partitioner is not asked: the last
+        record of each explicit partition and the last record of each key (which goes where
+        every earlier record of that key goes) carry one, which includes the last record of
+        every partition the POST reaches.
+
+        With offsets, every record carries a report and the Deferred fires with the
+        (partition, offset, timestamp) of each, in order (only for the POSTs that ask).
+        """
+        if not records:
+            return succeed([] if offsets else None)
+        producer = self._producer
+        if producer is None or not self._running:
+            raise Unavailable("the producer is not running (shutting down)")
+        total = len(records)
+        if len(producer) + total > self._queue_room:
+            raise self._queue_error(topic, 0, total, None)
+        partitions = [
+            record.partition
+            if record.partition >= 0
+            else (-1 if record.key is not None else keyless_partition)
+            for record in records
+        ]
+        callbacks: list[Any]
+        started = self._reactor.seconds()
+        if offsets:
+            pending = _PendingDelivery(self._done, topic, started, total, [None] * total)
+            callbacks = [partial(pending.on_indexed, index) for index in range(total)]
+        else:
+            last: dict[object, int] = {}
+            for index, record in enumerate(records):
+                partition = partitions[index]
+                last[partition if partition >= 0 else record.key] = index
+            pending = _PendingDelivery(self._done, topic, started, len(last))
+            callbacks = [None] * total
+            for index in last.values():
+                callbacks[index] = pending.on_delivery
+        produce = producer.produce
+        queued = 0
+        try:
+            for queued in range(total):
+                record = records[queued]
+                produce(
+                    topic,
+                    record.value,
+                    record.key,
+                    partitions[queued],
+                    on_delivery=callbacks[queued],
+                    timestamp=record.timestamp,
+                    headers=record.headers,
+                )
+        except BufferError:
+            raise self._queue_error(topic, queued, total, None) from None
+        except KafkaException as e:
+            error = e.args[0]
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                self.fatal_error = describe(error)
+                self._poll_soon()
+            raise self._queue_error(topic, queued, total, error) from None
+        self._waiting.append(pending)
+        self._poll_soon()
+        return pending.deferred
+
     def _queue_error(
         self, topic: str, queued: int, total: int, error: KafkaError | None
     ) -> FlasfkaError:
@@ -271,7 +375,7 @@ class KafkaProducer:
                 "ones may have timed out",
             )
         else:
-            d.callback(None)
+            d.callback(pending.offsets)
 
     def _expire(self) -> None:
         """Fail the POSTs whose report has not come _DELIVERY_SLACK past message.timeout.ms
