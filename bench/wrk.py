@@ -38,6 +38,7 @@ def run_wrk(
     connections: int = 16,
     seconds: float = 5,
     delay_ms: float = 0,
+    content_type: str = "application/json",
 ) -> WrkResult:
     """One wrk run (one thread, connections open); fail loudly on anything but 2xx."""
     argv = [
@@ -56,7 +57,7 @@ def run_wrk(
         body_file,
         f"{delay_ms:.3f}",
     ]
-    env = {**os.environ, "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
+    env = {**os.environ, "BENCH_DELAY_MS": f"{delay_ms:.3f}", "BENCH_CONTENT_TYPE": content_type}
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
     if done.returncode:
         raise BenchFailure(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")

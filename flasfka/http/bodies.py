@@ -32,6 +32,8 @@ _RECORD_FORMAT = (
     '"partition": int, "timestamp": ms} with only "value" required, where V is a string, '
     'null or {"base64": "..."}'
 )
+_HEADERS_SHAPE = 'a list of {"key": string, "value": string, null or {"base64": "..."}}'
+_MISSING = object()
 _MAX_PARTITION = 2**31 - 1
 _MAX_TIMESTAMP = 2**63 - 1
 
@@ -148,9 +150,9 @@ def parse_ndjson(body: bytes, path_key: bytes | None) -> ParsedBody:
 
 def _element(element: Any, where: str, path_key: bytes | None) -> Outgoing:
     """One element of messages: a string (the seed meaning) or a record object."""
-    if isinstance(element, str):
+    if type(element) is str:
         return Outgoing(element.encode(), path_key)
-    if isinstance(element, dict):
+    if type(element) is dict:
         return parse_record(element, where, path_key)
     raise InvalidInput(
         f"{where} is a JSON {_JSON_TYPES[type(element)]}, not a string or a record object; "
@@ -159,13 +161,21 @@ def _element(element: Any, where: str, path_key: bytes | None) -> Outgoing:
 
 
 def parse_record(record: dict[str, Any], where: str, path_key: bytes | None) -> Outgoing:
-    """A record object; InvalidInput names where (the element) and the field."""
-    unknown = [name for name in record if name not in _FIELDS]
-    if unknown:
-        raise InvalidInput(f'{where}: unknown field "{unknown[0][:100]}"; {_RECORD_FORMAT}')
-    if "value" not in record:
-        raise InvalidInput(f'{where}: lacks "value"; {_RECORD_FORMAT}')
-    value = _bytes(record["value"], f'{where} "value"')
+    """A record object; InvalidInput names where (the element) and the field.
+
+    Written for speed (a 100-record POST parses 100 of these): the common types are checked
+    first, and error texts are only built for errors.
+    """
+    if not _FIELDS >= record.keys():
+        unknown = next(name for name in record if name not in _FIELDS)
+        raise InvalidInput(f'{where}: unknown field "{unknown[:100]}"; {_RECORD_FORMAT}')
+    try:
+        value = record["value"]
+    except KeyError:
+        raise InvalidInput(f'{where}: lacks "value"; {_RECORD_FORMAT}') from None
+    value = value.encode() if type(value) is str else _bytes(value, where, '"value"')
+    if len(record) == 1:
+        return Outgoing(value, path_key)
     key = path_key
     if "key" in record:
         if path_key is not None:
@@ -173,62 +183,64 @@ def parse_record(record: dict[str, Any], where: str, path_key: bytes | None) -> 
                 f'{where}: "key" is given both in the path and in the record object; '
                 "give it in one place"
             )
-        key = _bytes(record["key"], f'{where} "key"')
-    headers = None
-    if "headers" in record:
-        headers = _headers(record["headers"], where)
-    partition = -1
-    if "partition" in record:
-        partition = _integer(record["partition"], f'{where} "partition"', 0, _MAX_PARTITION)
-    timestamp = 0
-    if "timestamp" in record:
+        key = record["key"]
+        key = key.encode() if type(key) is str else _bytes(key, where, '"key"')
+    headers = record.get("headers")
+    if headers is not None or "headers" in record:
+        headers = _headers(headers, where)
+    partition = record.get("partition", -1)
+    if partition != -1 or "partition" in record:
+        partition = _integer(partition, where, '"partition"', 0, _MAX_PARTITION)
+    timestamp = record.get("timestamp", 0)
+    if timestamp != 0 or "timestamp" in record:
         timestamp = _integer(
-            record["timestamp"],
-            f'{where} "timestamp" (milliseconds since the epoch)',
-            1,
-            _MAX_TIMESTAMP,
+            timestamp, where, '"timestamp" (milliseconds since the epoch)', 1, _MAX_TIMESTAMP
         )
     return Outgoing(value, key, headers, partition, timestamp)
 
 
-def _bytes(value: Any, what: str) -> bytes | None:
+def _bytes(value: Any, where: str, field: str) -> bytes | None:
     """A key or value: a string (UTF-8), null, or {"base64": "..."} (other bytes)."""
-    if isinstance(value, str):
+    if type(value) is str:
         return value.encode()
     if value is None:
         return None
-    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("base64"), str):
+    if type(value) is dict and len(value) == 1 and type(value.get("base64")) is str:
         try:
             return base64.b64decode(value["base64"], validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidInput(f'{what}: "base64" is not valid base64') from None
+            raise InvalidInput(f'{where} {field}: "base64" is not valid base64') from None
     raise InvalidInput(
-        f'{what} must be a string, null or {{"base64": "..."}}, not '
+        f'{where} {field} must be a string, null or {{"base64": "..."}}, not '
         f"{orjson.dumps(value).decode()[:100]}"
     )
 
 
 def _headers(headers: Any, where: str) -> list[tuple[str, bytes | None]]:
     """Record headers: a list of {"key": string, "value": V}, in order, keys may repeat."""
-    shape = 'a list of {"key": string, "value": string, null or {"base64": "..."}}'
-    if not isinstance(headers, list):
-        raise InvalidInput(f'{where} "headers" must be {shape}')
+    if type(headers) is not list:
+        raise InvalidInput(f'{where} "headers" must be {_HEADERS_SHAPE}')
     parsed = []
-    for index, header in enumerate(headers):
-        what = f'{where} "headers"[{index}]'
-        if (
-            not isinstance(header, dict)
-            or set(header) != {"key", "value"}
-            or not isinstance(header["key"], str)
-        ):
-            raise InvalidInput(
-                f'{what} must be {{"key": string, "value": V}}; "headers" is {shape}'
-            )
-        parsed.append((header["key"], _bytes(header["value"], f'{what} "value"')))
+    for header in headers:
+        if type(header) is dict and len(header) == 2:
+            name = header.get("key")
+            value = header.get("value", _MISSING)
+            if type(name) is str and value is not _MISSING:
+                if type(value) is not str:
+                    index = len(parsed)
+                    value = _bytes(value, where, f'"headers"[{index}] "value"')
+                    parsed.append((name, value))
+                else:
+                    parsed.append((name, value.encode()))
+                continue
+        raise InvalidInput(
+            f'{where} "headers"[{len(parsed)}] must be {{"key": string, "value": V}}; '
+            f"headers are {_HEADERS_SHAPE}"
+        )
     return parsed
 
 
-def _integer(value: Any, what: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidInput(f"{what} must be an integer from {low} to {high}")
+def _integer(value: Any, where: str, field: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidInput(f"{where} {field} must be an integer from {low} to {high}")
     return value

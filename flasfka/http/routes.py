@@ -82,7 +82,7 @@ KEY = Param(
     "key",
     "path",
     {"type": "string", "minLength": 1},
-    "Record key of every message of the POST (UTF-8); its record objects then have no \"key\"",
+    'Record key of every message of the POST (UTF-8); its record objects then have no "key"',
     required=True,
 )
 GROUP = Param(

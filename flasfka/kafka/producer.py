@@ -305,16 +305,15 @@ class KafkaProducer:
             else (-1 if record.key is not None else keyless_partition)
             for record in records
         ]
-        callbacks: list[Any]
         started = self._reactor.seconds()
+        callbacks: list[Any]
         if offsets:
             pending = _PendingDelivery(self._done, topic, started, total, [None] * total)
             callbacks = [partial(pending.on_indexed, index) for index in range(total)]
         else:
             last: dict[object, int] = {}
-            for index, record in enumerate(records):
-                partition = partitions[index]
-                last[partition if partition >= 0 else record.key] = index
+            for index, partition in enumerate(partitions):
+                last[partition if partition >= 0 else records[index].key] = index
             pending = _PendingDelivery(self._done, topic, started, len(last))
             callbacks = [None] * total
             for index in last.values():
@@ -324,15 +323,29 @@ class KafkaProducer:
         try:
             for queued in range(total):
                 record = records[queued]
-                produce(
-                    topic,
-                    record.value,
-                    record.key,
-                    partitions[queued],
-                    on_delivery=callbacks[queued],
-                    timestamp=record.timestamp,
-                    headers=record.headers,
-                )
+                callback = callbacks[queued]
+                # Keyword arguments cost librdkafka's binding time: only pass what is set.
+                if record.headers is None and not record.timestamp:
+                    if callback is None:
+                        produce(topic, record.value, record.key, partitions[queued])
+                    else:
+                        produce(
+                            topic,
+                            record.value,
+                            record.key,
+                            partitions[queued],
+                            on_delivery=callback,
+                        )
+                else:
+                    produce(
+                        topic,
+                        record.value,
+                        record.key,
+                        partitions[queued],
+                        on_delivery=callback,
+                        timestamp=record.timestamp,
+                        headers=record.headers,
+                    )
         except BufferError:
             raise self._queue_error(topic, queued, total, None) from None
         except KafkaException as e:
