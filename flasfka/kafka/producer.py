@@ -32,6 +32,9 @@ _IDLE_POLL = 0.1
 _QUEUE_MESSAGES = 100_000
 #: Seconds past message.timeout.ms after which a POST stops waiting for its delivery report.
 _DELIVERY_SLACK = 5.0
+#: POSTs in a row whose messages timed out while the broker was connected, after which the
+#: producer is taken for stuck and replaced (see KafkaProducer._note_outcome).
+_STUCK_TIMEOUTS = 2
 
 
 class _PendingDelivery:
@@ -126,6 +129,8 @@ class KafkaProducer:
         self.fatal_error: str | None = None
         #: How many producers were replaced after a fatal error.
         self.replaced = 0
+        #: POSTs in a row that timed out while connected (reset by any acknowledged one).
+        self._connected_timeouts = 0
 
     def start(self) -> None:
         """Create the producer and start serving its callbacks."""
@@ -375,6 +380,7 @@ class KafkaProducer:
 
     def _answer(self, pending: _PendingDelivery) -> None:
         """Answer a POST from its last message's report (see send()); reactor thread."""
+        self._note_outcome(pending.error)
         d = pending.deferred
         if d.called:  # cancelled (the client left) or expired
             return
@@ -389,6 +395,28 @@ class KafkaProducer:
             )
         else:
             d.callback(pending.offsets)
+
+    def _note_outcome(self, error: KafkaError | None) -> None:
+        """Replace a producer whose messages time out although the broker is connected.
+
+        A broker that lost the idempotent producer's state (a restarted memory broker, an
+        expired producer id) answers UNKNOWN_PRODUCER_ID, which librdkafka does not report
+        as fatal: it bumps its epoch locally and retries until message.timeout.ms, for every
+        POST, and never asks the broker for a new producer id (seen on Tansu: every POST got
+        503 for minutes). A new producer does ask: so after _STUCK_TIMEOUTS such POSTs in a
+        row, the next poll replaces it as after a fatal error.
+        """
+        if error is None:
+            self._connected_timeouts = 0
+            return
+        if error.code() != KafkaError._MSG_TIMED_OUT or not self.connected:
+            return
+        self._connected_timeouts += 1
+        if self._connected_timeouts >= _STUCK_TIMEOUTS and self.fatal_error is None:
+            self._connected_timeouts = 0
+            self.fatal_error = (
+                f"{_STUCK_TIMEOUTS} POSTs in a row timed out while the broker was connected"
+            )
 
     def _expire(self) -> None:
         """Fail the POSTs whose report has not come _DELIVERY_SLACK past message.timeout.ms

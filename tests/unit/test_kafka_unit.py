@@ -337,3 +337,37 @@ def test_records_that_do_not_fit_the_queue_are_refused_with_nothing_queued(produ
     with pytest.raises(Unavailable, match="nothing was queued"):
         producer.send_records("t", records((b"a", None, 0), (b"b", None, 1), (b"c", None, 2)), 0)
     assert producer._producer.queued == []
+
+
+def test_a_producer_whose_posts_time_out_while_connected_is_replaced(producer):
+    # E.g. a restarted broker that forgot the idempotent producer's id: librdkafka retries
+    # with local epoch bumps until every message times out, and never recovers by itself.
+    failed = producer._producer
+    producer.connected = True
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    first = results(producer.send("t", [b"a"], None))
+    acknowledge(producer, timed_out)
+    assert isinstance(first[0].value, Unavailable)
+    assert producer._producer is failed  # one timeout: maybe a slow broker
+    second = results(producer.send("t", [b"b"], None))
+    acknowledge(producer, timed_out)
+    assert isinstance(second[0].value, Unavailable)
+    producer._reactor.advance(0.2)
+    assert producer._producer is not failed and producer.replaced == 1
+    after = results(producer.send("t", [b"c"], None))
+    acknowledge(producer)
+    assert after == [None]
+
+
+def test_timeouts_broken_by_an_acknowledgement_or_while_disconnected_keep_the_producer(producer):
+    failed = producer._producer
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    producer.connected = True
+    for error in (timed_out, None, timed_out):
+        producer.send("t", [b"x"], None)
+        acknowledge(producer, error)
+    producer.connected = False
+    producer.send("t", [b"y"], None)
+    acknowledge(producer, timed_out)
+    producer._reactor.advance(0.2)
+    assert producer._producer is failed and producer.replaced == 0
