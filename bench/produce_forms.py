@@ -96,12 +96,16 @@ def start(children: Children, work: Path) -> tuple[str, str]:
     return broker, f"http://127.0.0.1:{flasfka_port}"
 
 
-def measure(broker: str, url: str, work: Path, seconds: float) -> dict[str, float]:
+def measure(
+    broker: str, url: str, work: Path, seconds: float, only: tuple[str, ...] = ()
+) -> dict[str, float]:
     """Each form once on a fresh topic: msg/s and req/s, p50/p99; counts checked."""
     import urllib.request
 
     figures: dict[str, float] = {}
     for name, (body, content_type, per_post) in FORMS.items():
+        if only and name not in only:
+            continue
         topic = f"bench-{name}-{uuid.uuid4().hex[:8]}"
         body_file = work / f"{name}.body"
         body_file.write_bytes(body)
@@ -123,9 +127,10 @@ def measure(broker: str, url: str, work: Path, seconds: float) -> dict[str, floa
         figures[f"{name}_req"] = result.rate
         figures[f"{name}_msg"] = result.rate * per_post
         figures[f"{name}_p50"], figures[f"{name}_p99"] = result.p50_ms, result.p99_ms
-    figures["records100_ratio"] = figures["records100_msg"] / figures["json100_msg"]
-    figures["records100_kh_ratio"] = figures["records100_kh_msg"] / figures["json100_msg"]
-    figures["octet1_ratio"] = figures["octet1_req"] / figures["json1_req"]
+    if not only:
+        figures["records100_ratio"] = figures["records100_msg"] / figures["json100_msg"]
+        figures["records100_kh_ratio"] = figures["records100_kh_msg"] / figures["json100_msg"]
+        figures["octet1_ratio"] = figures["octet1_req"] / figures["json1_req"]
     return figures
 
 
@@ -151,7 +156,7 @@ def table(rounds: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(repeats: int, seconds: float) -> str:
+def run(repeats: int, seconds: float, only: tuple[str, ...] = ()) -> str:
     """Fresh processes per round (Tansu slows as it fills); the table of medians."""
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-forms-"))
     rounds = []
@@ -161,10 +166,14 @@ def run(repeats: int, seconds: float) -> str:
         children = Children(logs)
         try:
             broker, url = start(children, logs)
-            rounds.append(measure(broker, url, logs, seconds))
+            rounds.append(measure(broker, url, logs, seconds, only))
         finally:
             children.stop()
         print(f"forms round {i + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in rounds[-1].items()))
+    if only:
+        return "\n".join(
+            f"{k}: median {statistics.median(r[k] for r in rounds):,.1f}" for k in rounds[0]
+        )
     return (
         f"produce forms: medians of {repeats} rounds, wrk -t1 -c{CONNECTIONS}, {seconds:g} s "
         f"per run (logs: {work})\n" + table(rounds)
@@ -176,8 +185,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument(
+        "--only", default="", help="comma-separated forms (e.g. json100,json1: seed forms only)"
+    )
     args = parser.parse_args()
-    print(run(args.repeats, args.seconds))
+    print(run(args.repeats, args.seconds, tuple(filter(None, args.only.split(",")))))
 
 
 if __name__ == "__main__":
