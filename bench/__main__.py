@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+
 from bench.procs import Children, Servers, kafka_direct, start_all
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 
@@ -210,9 +211,17 @@ def main() -> None:
         "--posts-only", action="store_true", help="only the full-speed POSTs (no table)"
     )
     parser.add_argument(
+        "--auth", action="store_true", help="only POST 1 msg with Basic auth on vs off"
+    )
+    parser.add_argument(
         "--forms", action="store_true", help="also the produce forms (bench.produce_forms)"
     )
     args = parser.parse_args()
+    if args.auth:
+        from bench.auth import report
+
+        print(report(args.seconds, args.repeats))
+        return
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-"))
     bodies = {}
     for n in (1, 100):

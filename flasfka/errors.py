@@ -44,3 +44,7 @@ class InFlight(FlasfkaError):
 
 class KeyReused(FlasfkaError):
     """An Idempotency-Key was used before for another request."""
+
+
+class NotPermitted(FlasfkaError):
+    """The principal is authenticated but its ACL does not allow this (e.g. creating a topic)."""

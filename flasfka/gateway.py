@@ -95,19 +95,24 @@ class Gateway:
         )
 
     def _check_running(self) -> None:
-        if self.stopping or self.producer is None or self.admin is None:
+        if self.stopping:
             raise Unavailable("flasfka is shutting down", retry_after=1)
+        if self.producer is None or self.admin is None:
+            raise Unavailable("flasfka is starting", retry_after=1)
 
     async def produce(
         self,
         topic: str,
         values: list[bytes],
         key: bytes | None,
+        create: bool = True,
         element: Callable[[int], str] = "message {}".format,
     ) -> None:
         """Send values to topic in order; return once the broker acknowledged all of them.
 
-        element names a message in the errors ("message 3", "line 4")."""
+        create=False: a missing topic is NotPermitted instead of created. element names a
+        message in the errors ("message 3", "line 4").
+        """
         self._check_running()
         assert self.producer is not None and self.admin is not None
         key_size = len(key) if key else 0
@@ -121,7 +126,7 @@ class Gateway:
             return
         started = self._reactor.seconds()
         try:
-            ensuring = self.admin.ensure(topic)
+            ensuring = self.admin.ensure(topic, create)
             if ensuring is not None:
                 await ensuring
             # A POST without a key goes to one partition, so its messages are read in order.
@@ -141,13 +146,14 @@ class Gateway:
         records: list[Outgoing],
         offsets: bool = False,
         element: Callable[[int], str] = "message {}".format,
+        create: bool = True,
     ) -> list[Delivered] | None:
         """Send records to topic in order; return once the broker acknowledged all of them.
 
         Checked before anything is sent: each record's size, and that its partition exists
         (element names a record in the errors). Records without a key or partition go to
         one partition picked for the POST, as the seed's messages without a key do. With
-        offsets, returns where each record was written.
+        offsets, returns where each record was written. create as for produce().
         """
         self._check_running()
         assert self.producer is not None and self.admin is not None
@@ -163,7 +169,7 @@ class Gateway:
             return [] if offsets else None
         started = self._reactor.seconds()
         try:
-            ensuring = self.admin.ensure(topic)
+            ensuring = self.admin.ensure(topic, create)
             if ensuring is not None:
                 await ensuring
             count = self.admin.partitions(topic)
@@ -185,11 +191,14 @@ class Gateway:
         self.metrics.produced(topic, len(records), self._reactor.seconds() - started)
         return delivered
 
-    async def fetch(self, topic: str, group: str, limit: int) -> list[Record]:
-        """Up to limit messages of topic for group, committed before they are returned."""
+    async def fetch(self, topic: str, group: str, limit: int, create: bool = True) -> list[Record]:
+        """Up to limit messages of topic for group, committed before they are returned.
+
+        create=False: a missing topic is NotPermitted instead of created.
+        """
         self._check_running()
         assert self.admin is not None
-        ensuring = self.admin.ensure(topic)
+        ensuring = self.admin.ensure(topic, create)
         if ensuring is not None:
             await ensuring
         reader = self.consumers.get(topic, group)

@@ -67,7 +67,7 @@ class IdempotencyStore:
             if self._in_flight[key] != digest:
                 raise KeyReused(self._reused(key))
             raise InFlight(
-                f"a request with Idempotency-Key {key!r} is still in flight; retry once it "
+                f"a request with Idempotency-Key {_shown(key)!r} is still in flight; retry once it "
                 "is answered"
             )
         stored = self._answered.get(key)
@@ -116,6 +116,11 @@ class IdempotencyStore:
     @staticmethod
     def _reused(key: str) -> str:
         return (
-            f"Idempotency-Key {key!r} was used for another request (another topic, key, "
+            f"Idempotency-Key {_shown(key)!r} was used for another request (another topic, key, "
             "Content-Type or body); use a new key for a new request"
         )
+
+
+def _shown(key: str) -> str:
+    """The client's own key, without the principal a caller may prefix it with ("p\\0key")."""
+    return key.rpartition("\x00")[2]

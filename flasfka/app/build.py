@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import endpoints
+from twisted.internet import endpoints, threads
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import ILogObserver, Logger
 
@@ -18,9 +18,18 @@ from flasfka import __version__
 from flasfka.app.broker import EmbeddedBroker, free_port, tansu_binary
 from flasfka.app.config import Config
 from flasfka.app.logs import stdout_observer
-from flasfka.app.services import KafkaService, idle_expiry, new_pool, run_blocking_on
+from flasfka.app.services import (
+    KafkaService,
+    ListenWhenReady,
+    idle_expiry,
+    new_pool,
+    run_blocking_on,
+)
 from flasfka.app.shutdown import GracefulListener, OrderedMultiService
+from flasfka.app.tls import require_client_certificates
 from flasfka.gateway import Gateway
+from flasfka.http.auth import Guard
+from flasfka.http.cors import Cors
 from flasfka.http.ops import OpsRoutes
 from flasfka.http.resource import GatewayRoot
 from flasfka.http.site import Draining, ObservedSite, make_site
@@ -46,6 +55,8 @@ class Flasfka(OrderedMultiService):
         self.gateway: Gateway
         self.site: ObservedSite
         self.listener: GracefulListener
+        #: The handler objects the route table names ("topics", "ops").
+        self.handlers: dict[str, object]
 
     def setServiceParent(self, parent: Any) -> None:  # noqa: N802 (Twisted's name)
         """Join parent; if it is twistd's application, give it the JSON log observer.
@@ -93,7 +104,8 @@ def build(
     metrics = GatewayMetrics()
     pool = new_pool()
     gateway = Gateway(reactor, config, run_blocking_on(reactor, pool), metrics)
-    KafkaService(reactor, config, gateway, pool, broker_ready).setServiceParent(top)
+    kafka = KafkaService(reactor, config, gateway, pool, broker_ready)
+    kafka.setServiceParent(top)
     idle_expiry(gateway, config, reactor).setServiceParent(top)
 
     draining = Draining()
@@ -116,10 +128,19 @@ def build(
             is_draining=draining,
             clock=reactor,
             stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
+            max_limit=config.CONSUMER_MAX_LIMIT,
         ),
     }
+    guard = None
+    if config.auth_enabled:
+        guard = Guard(
+            config,
+            reactor,
+            lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args),
+        )
+    cors = Cors(config.CORS_ORIGINS) if config.CORS_ORIGINS else None
     site = make_site(
-        GatewayRoot(handlers),
+        GatewayRoot(handlers, guard, cors),
         config.MAX_BODY_SIZE,
         config.HTTP_IDLE_TIMEOUT,
         clock=reactor,
@@ -127,20 +148,47 @@ def build(
         draining=draining,
     )
     if isinstance(endpoint, str):
-        description = endpoint
         try:
-            endpoint = endpoints.serverFromString(reactor, endpoint)
+            listening = endpoints.serverFromString(reactor, endpoint)
         except (ValueError, TypeError) as e:
-            raise BuildError(f"bad --port {description!r}: {e}") from None
-        scheme = "https" if description.startswith(("ssl:", "tls:")) else "http"
+            raise BuildError(f"bad --port {endpoint!r}: {e}") from None
+        scheme = "https" if endpoint.startswith(("ssl:", "tls:")) else "http"
+        if config.TLS_CLIENT_CA:
+            try:
+                listening = require_client_certificates(listening, config.TLS_CLIENT_CA)
+            except ValueError as e:
+                raise BuildError(f"config error: {config_source}: TLS_CLIENT_CA: {e}") from None
+        if not config.auth_enabled and not _loopback_only(endpoint):
+            log.warn(
+                "listening on {endpoint} beyond loopback with no USERS, TOKENS or "
+                "TLS_CLIENT_CA: anyone who reaches it may produce and consume every topic",
+                endpoint=endpoint,
+            )
     else:
-        scheme = "http"
-    listener = GracefulListener(endpoint, site, config.SHUTDOWN_GRACE, scheme)
+        listening, scheme = endpoint, "http"
+        if config.TLS_CLIENT_CA:
+            raise BuildError(
+                f"config error: {config_source}: TLS_CLIENT_CA needs an ssl: listener string"
+            )
+    listener = GracefulListener(
+        ListenWhenReady(listening, kafka.clients_started), site, config.SHUTDOWN_GRACE, scheme
+    )
     listener.setServiceParent(top)
 
-    top.gateway, top.site, top.listener = gateway, site, listener
+    top.gateway, top.site, top.listener, top.handlers = gateway, site, listener, handlers
     log.info("flasfka {version} starting", version=__version__)
     return top
+
+
+def _loopback_only(description: str) -> bool:
+    """Whether an endpoint string listens on a loopback interface or a UNIX socket only."""
+    if description.startswith("unix:"):
+        return True
+    for part in description.split(":"):
+        if part.startswith("interface="):
+            host = part[len("interface=") :].strip("[]")
+            return host in ("localhost", "::1") or host.startswith("127.")
+    return False
 
 
 __all__ = ["BuildError", "Flasfka", "build"]

@@ -241,6 +241,9 @@ def _headers(headers: Any, where: str) -> list[tuple[str, bytes | None]]:
 
 
 def _integer(value: Any, where: str, field: str, low: int, high: int) -> int:
+    """An integer in [low, high]; 3.0 or 3e0 is one too (as JSON Schema counts integers)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
     if type(value) is not int or not low <= value <= high:
         raise InvalidInput(f"{where} {field} must be an integer from {low} to {high}")
     return value

@@ -36,10 +36,18 @@ def check_topic(topic: str) -> str:
     return topic
 
 
+#: What C's isspace() calls white space.
+_C_SPACE = " \t\n\v\f\r"
+
+
 def check_group(group: str) -> str:
     """Return group if it can name a consumer group (non-empty), else raise InvalidInput."""
     if not group:
         raise InvalidInput("invalid group name: it must not be empty")
+    # librdkafka takes a group.id of only white space for no group at all, and
+    # confluent-kafka then aborts the whole process.
+    if not group.strip(_C_SPACE):
+        raise InvalidInput("invalid group name: it must not be only white space")
     if len(group) > 255:
         raise InvalidInput("invalid group name: it must be at most 255 characters")
     return group

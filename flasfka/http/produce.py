@@ -13,6 +13,7 @@ from twisted.web.iweb import IRequest
 
 from flasfka.errors import FlasfkaError, InvalidInput
 from flasfka.gateway import Gateway
+from flasfka.http.auth import may_create, principal_of
 from flasfka.http.bodies import media_type, parse_body
 from flasfka.http.parsing import check_topic
 from flasfka.http.rendering import JSON, status_of
@@ -82,7 +83,9 @@ class ProduceRoute:
         parsed = parse_body(body, content_type, key)
         try:
             if parsed.values is not None and not offsets:
-                await self._gateway.produce(topic, parsed.values, key, parsed.element)
+                await self._gateway.produce(
+                    topic, parsed.values, key, may_create(request), parsed.element
+                )
                 request.setResponseCode(204)
                 return b""
             records = parsed.records
@@ -117,7 +120,14 @@ class ProduceRoute:
         content_type: bytes | None,
         offsets: bool,
     ) -> bytes:
-        """_produce under an Idempotency-Key: the first answer is kept and replayed."""
+        """_produce under an Idempotency-Key: the first answer is kept and replayed.
+
+        Each authenticated principal has keys of its own: the same key from another
+        principal is another key.
+        """
+        principal = principal_of(request)
+        if principal is not None:
+            token = f"{principal}\x00{token}"
         digest = fingerprint(
             topic.encode(),
             b"" if key is None else b"k" + key,

@@ -15,6 +15,7 @@ from flasfka.errors import (
     InFlight,
     InvalidInput,
     KeyReused,
+    NotPermitted,
     TooLarge,
     Unavailable,
     UnknownTopic,
@@ -28,6 +29,7 @@ JSON = b"application/json"
 #: The HTTP status of each domain error (the most specific class listed wins).
 STATUS_OF: dict[type[FlasfkaError], int] = {
     InvalidInput: 400,
+    NotPermitted: 403,
     UnknownTopic: 404,
     InFlight: 409,
     KeyReused: 422,
@@ -40,7 +42,7 @@ STATUS_OF: dict[type[FlasfkaError], int] = {
 def status_of(error: FlasfkaError) -> int:
     """The HTTP status that answers error."""
     for cls in type(error).__mro__:
-        status = STATUS_OF.get(cls)  # type: ignore[call-overload]
+        status = STATUS_OF.get(cls)
         if status is not None:
             return status
     return 500

@@ -6,6 +6,7 @@ import orjson
 from twisted.web.iweb import IRequest
 
 from flasfka.gateway import Gateway
+from flasfka.http.auth import may_create
 from flasfka.http.parsing import check_group, check_topic, parse_limit
 from flasfka.http.produce import ProduceRoute
 from flasfka.http.rendering import JSON, render_values
@@ -50,5 +51,5 @@ class TopicRoutes:
         request.setHeader(b"Content-Type", JSON)
         if request.method == b"HEAD":
             return b""
-        records = await self._gateway.fetch(topic, group, limit)
+        records = await self._gateway.fetch(topic, group, limit, create=may_create(request))
         return orjson.dumps({"group": group, "messages": render_values(records)})

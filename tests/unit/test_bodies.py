@@ -71,7 +71,8 @@ def test_ndjson_is_one_element_per_line_blank_lines_skipped():
         ('{"value": "x", "headers": [{"key": "k", "value": 2}]}', '"headers"[0] "value" must'),
         ('{"value": "x", "partition": -1}', 'message 1 "partition" must be an integer'),
         ('{"value": "x", "partition": true}', 'message 1 "partition" must be an integer'),
-        ('{"value": "x", "partition": 1.0}', 'message 1 "partition" must be an integer'),
+        ('{"value": "x", "partition": 1.5}', 'message 1 "partition" must be an integer'),
+        ('{"value": "x", "partition": 1e99}', 'message 1 "partition" must be an integer'),
         ('{"value": "x", "timestamp": 0}', 'message 1 "timestamp" (milliseconds'),
         ("3", "message 1 is a JSON number, not a string or a record object"),
         ("null", "message 1 is a JSON null"),
@@ -81,6 +82,14 @@ def test_bad_elements_are_named_with_their_field(element, says):
     with pytest.raises(InvalidInput) as raised:
         parse_body(f'{{"messages": ["ok", {element}]}}'.encode(), None, None)
     assert says in raised.value.message
+
+
+def test_integral_numbers_are_integers_as_in_json_schema():
+    parsed = parse_body(
+        b'{"messages": [{"value": "v", "partition": 2.0, "timestamp": 1e3}]}', None, None
+    )
+    assert (parsed.records[0].partition, parsed.records[0].timestamp) == (2, 1000)
+    assert type(parsed.records[0].partition) is int
 
 
 def test_a_key_in_both_path_and_object_is_refused():

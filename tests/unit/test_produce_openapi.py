@@ -9,7 +9,7 @@ from flasfka.http.openapi import openapi_document
 
 def test_the_produce_operations_describe_every_form():
     paths = openapi_document()["paths"]
-    for path in ("/{topic}/", "/{topic}/{key}/"):
+    for path in ("/{topic}/", "/{topic}/{name}/"):
         post = paths[path]["post"]
         content = post["requestBody"]["content"]
         assert set(content) == {
