@@ -127,10 +127,6 @@ def measure(
         figures[f"{name}_req"] = result.rate
         figures[f"{name}_msg"] = result.rate * per_post
         figures[f"{name}_p50"], figures[f"{name}_p99"] = result.p50_ms, result.p99_ms
-    if not only:
-        figures["records100_ratio"] = figures["records100_msg"] / figures["json100_msg"]
-        figures["records100_kh_ratio"] = figures["records100_kh_msg"] / figures["json100_msg"]
-        figures["octet1_ratio"] = figures["octet1_req"] / figures["json1_req"]
     return figures
 
 
@@ -157,26 +153,36 @@ def table(rounds: list[dict[str, float]]) -> str:
 
 
 def run(repeats: int, seconds: float, only: tuple[str, ...] = ()) -> str:
-    """Fresh processes per round (Tansu slows as it fills); the table of medians."""
+    """The table of medians. Each form runs on fresh processes (Tansu keeps every record in
+    memory and slows as it fills, which would favour whichever form runs first), in
+    reversed order every other round."""
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-forms-"))
+    names = [name for name in FORMS if not only or name in only]
     rounds = []
     for i in range(repeats):
-        logs = work / f"round{i + 1}"
-        logs.mkdir()
-        children = Children(logs)
-        try:
-            broker, url = start(children, logs)
-            rounds.append(measure(broker, url, logs, seconds, only))
-        finally:
-            children.stop()
-        print(f"forms round {i + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in rounds[-1].items()))
+        figures: dict[str, float] = {}
+        for name in names if i % 2 == 0 else reversed(names):
+            logs = work / f"round{i + 1}-{name}"
+            logs.mkdir()
+            children = Children(logs)
+            try:
+                broker, url = start(children, logs)
+                figures.update(measure(broker, url, logs, seconds, (name,)))
+            finally:
+                children.stop()
+        if not only:
+            figures["records100_ratio"] = figures["records100_msg"] / figures["json100_msg"]
+            figures["records100_kh_ratio"] = figures["records100_kh_msg"] / figures["json100_msg"]
+            figures["octet1_ratio"] = figures["octet1_req"] / figures["json1_req"]
+        rounds.append(figures)
+        print(f"forms round {i + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     if only:
         return "\n".join(
             f"{k}: median {statistics.median(r[k] for r in rounds):,.1f}" for k in rounds[0]
         )
     return (
         f"produce forms: medians of {repeats} rounds, wrk -t1 -c{CONNECTIONS}, {seconds:g} s "
-        f"per run (logs: {work})\n" + table(rounds)
+        f"per run, fresh Tansu + flasfka per run (logs: {work})\n" + table(rounds)
     )
 
 
