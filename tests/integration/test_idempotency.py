@@ -3,12 +3,14 @@ and a POST that got 503 while the broker was away is written once by its retry."
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 
 import pytest_twisted
 from twisted.internet import defer, threads
 
+from flasfka.security.hashing import hash_password
 from tests.support.helpers import post, read_topic, sleep
 from tests.support.servers import unique
 
@@ -114,3 +116,28 @@ async def test_a_post_that_got_503_is_written_once_by_its_retries(own_broker, ma
     assert replay.code == 204 and replay.headers.getRawHeaders("Idempotent-Replayed") == ["true"]
     values = sorted(value for _, value in await read_topic(own_broker.address, topic))
     assert values == sorted(f"m{i}".encode() for i in range(20))
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_principal_has_keys_of_its_own(make_server, broker):
+    users = {"alice": "alice-Pw-7c1e9", "svc": "svc-Pw-52aa0"}
+    running = await make_server(
+        USERS={name: hash_password(password) for name, password in users.items()},
+        ACL=[{"principal": "*", "topics": "idem-*", "allow": ["produce", "create"]}],
+    )
+    topic = unique("idem")
+
+    def as_user(name: str) -> dict[str, list[str]]:
+        credential = base64.b64encode(f"{name}:{users[name]}".encode()).decode()
+        return keyed("shared-key", Authorization=[f"Basic {credential}"])
+
+    body = {"messages": ["from alice"]}
+    assert (await post(running.url, f"/{topic}/", body, headers=as_user("alice"))).code == 204
+    # The same key from another principal, even with another body, is another key.
+    other = {"messages": ["from svc"]}
+    response = await post(running.url, f"/{topic}/", other, headers=as_user("svc"))
+    assert response.code == 204 and not response.headers.hasHeader("Idempotent-Replayed")
+    again = await post(running.url, f"/{topic}/", body, headers=as_user("alice"))
+    assert again.headers.getRawHeaders("Idempotent-Replayed") == ["true"]
+    values = sorted(value for _, value in await read_topic(broker.address, topic))
+    assert values == [b"from alice", b"from svc"]
