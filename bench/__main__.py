@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from bench.leases import lease_round
 from bench.procs import Children, Servers, kafka_direct, start_all
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 
@@ -124,6 +125,7 @@ def one_round(
     f["get_p50"], f["get_p99"] = flas.p50_ms, flas.p99_ms
     f["consume_direct"] = direct
     f["get_kafka_ratio"] = f["get"] / direct
+    f.update(lease_round(servers, seconds))
     return f
 
 
@@ -178,6 +180,15 @@ def table(rounds: list[dict[str, float]]) -> str:
             "",
         ),
         (
+            "GET+ack cycle ack=explicit, msg/s",
+            f"{m['lease_cycle']:,.0f}",
+            f"at-most-once GET {m['get_amo']:,.0f}",
+            f"{m['lease_ratio']:.0%}",
+            "",
+            f"{m['lease_cycle_p99']:.1f}",
+            ">= 60% of at-most-once",
+        ),
+        (
             "POST 1 at half rate, req/s",
             f"{m['post1_half_rate']:,.0f}",
             "",
@@ -213,6 +224,9 @@ def main() -> None:
     parser.add_argument(
         "--auth", action="store_true", help="only POST 1 msg with Basic auth on vs off"
     )
+    parser.add_argument(
+        "--forms", action="store_true", help="also the produce forms (bench.produce_forms)"
+    )
     args = parser.parse_args()
     if args.auth:
         from bench.auth import report
@@ -244,6 +258,10 @@ def main() -> None:
     print(f"\nflasfka benchmark: medians of {args.repeats} rounds, wrk -t1 -c{CONNECTIONS},")
     print(f"{args.seconds:g} s per run, {took:.0f} s in all (logs: {work})")
     print(table(rounds))
+    if args.forms:
+        from bench.produce_forms import run
+
+        print("\n" + run(args.repeats, args.seconds))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,15 @@ It owns the producer, the admin client and the group readers, and knows nothing 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from flasfka.app.config import Config
 from flasfka.consumers import ConsumerRegistry, GroupReader
-from flasfka.errors import FlasfkaError, TooLarge, Unavailable
+from flasfka.cursors import CursorRef, CursorSigner
+from flasfka.errors import Conflict, FlasfkaError, InvalidInput, TooLarge, Unavailable
 from flasfka.kafka import (
     GroupMember,
     KafkaProducer,
@@ -20,10 +23,12 @@ from flasfka.kafka import (
     TopicAdmin,
     client_settings,
 )
+from flasfka.kafka.dead_letters import DeadLetterWriter
 from flasfka.kafka.settings import message_max_bytes
+from flasfka.leases import Lease, Leases
 from flasfka.metrics import GatewayMetrics
 from flasfka.reactor import ReactorLike, RunBlocking
-from flasfka.records import Record
+from flasfka.records import Delivered, Outgoing, Record
 
 log = Logger(namespace="flasfka.gateway")
 
@@ -54,7 +59,19 @@ class Gateway:
         self.producer: KafkaProducer | None = None
         self.admin: TopicAdmin | None = None
         self.consumers = ConsumerRegistry(
-            reactor, self._new_consumer, config.MAX_CONSUMERS, config.CONSUMER_IDLE_TIMEOUT
+            reactor,
+            self._new_consumer,
+            config.MAX_CONSUMERS,
+            config.CONSUMER_IDLE_TIMEOUT,
+            self._new_leases,
+        )
+        #: ?lease= of ack=explicit GETs: the default and the most (seconds).
+        self.lease_default = config.CONSUMER_LEASE
+        self.lease_max = config.CONSUMER_MAX_LEASE
+        #: Signs the cursors of ack=explicit GETs (a secret of this process).
+        self.cursors = CursorSigner()
+        self._dead_letters = DeadLetterWriter(
+            self._producer_settings, run_blocking, config.PRODUCE_TIMEOUT
         )
         self.stopping = False
         #: Why the last POST failed although the producer was connected (None after a success).
@@ -93,6 +110,30 @@ class Gateway:
             budget=self.read_ahead,
         )
 
+    def _new_leases(self, member: GroupMember) -> Leases:
+        config = self._config
+        topic = member.topic
+
+        def dead_letter(batch: list) -> object:
+            return Deferred.fromCoroutine(self._write_dead_letters(topic, batch))
+
+        return Leases(
+            self._reactor,
+            member,
+            config.CONSUMER_MAX_LEASED,
+            config.CONSUMER_MAX_DELIVERIES,
+            dead_letter,  # type: ignore[arg-type]
+            self.metrics,
+        )
+
+    async def _write_dead_letters(self, topic: str, batch: list) -> None:
+        target = self._config.DEAD_LETTER_TOPIC.format(topic=topic)
+        if self.admin is not None:
+            ensuring = self.admin.ensure(target)
+            if ensuring is not None:
+                await ensuring
+        await self._dead_letters.write(target, batch)
+
     def _check_running(self) -> None:
         if self.stopping:
             raise Unavailable("flasfka is shutting down", retry_after=1)
@@ -100,11 +141,17 @@ class Gateway:
             raise Unavailable("flasfka is starting", retry_after=1)
 
     async def produce(
-        self, topic: str, values: list[bytes], key: bytes | None, create: bool = True
+        self,
+        topic: str,
+        values: list[bytes],
+        key: bytes | None,
+        create: bool = True,
+        element: Callable[[int], str] = "message {}".format,
     ) -> None:
         """Send values to topic in order; return once the broker acknowledged all of them.
 
-        create=False: a missing topic is NotPermitted instead of created.
+        create=False: a missing topic is NotPermitted instead of created. element names a
+        message in the errors ("message 3", "line 4").
         """
         self._check_running()
         assert self.producer is not None and self.admin is not None
@@ -112,7 +159,7 @@ class Gateway:
         for index, value in enumerate(values):
             if len(value) + key_size > self._message_max_bytes:
                 raise TooLarge(
-                    f"message {index} is {len(value) + key_size} bytes with its key; the "
+                    f"{element(index)} is {len(value) + key_size} bytes with its key; the "
                     f"limit is {self._message_max_bytes} (message.max.bytes); nothing was sent"
                 )
         if not values:
@@ -132,6 +179,57 @@ class Gateway:
             raise
         self.produce_stalled = None
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
+
+    async def produce_records(
+        self,
+        topic: str,
+        records: list[Outgoing],
+        offsets: bool = False,
+        element: Callable[[int], str] = "message {}".format,
+        create: bool = True,
+    ) -> list[Delivered] | None:
+        """Send records to topic in order; return once the broker acknowledged all of them.
+
+        Checked before anything is sent: each record's size, and that its partition exists
+        (element names a record in the errors). Records without a key or partition go to
+        one partition picked for the POST, as the seed's messages without a key do. With
+        offsets, returns where each record was written. create as for produce().
+        """
+        self._check_running()
+        assert self.producer is not None and self.admin is not None
+        limit = self._message_max_bytes
+        for index, record in enumerate(records):
+            size = record.size
+            if size > limit:
+                raise TooLarge(
+                    f"{element(index)} is {size} bytes with its key and headers; the limit is "
+                    f"{limit} (message.max.bytes); nothing was sent"
+                )
+        if not records:
+            return [] if offsets else None
+        started = self._reactor.seconds()
+        try:
+            ensuring = self.admin.ensure(topic, create)
+            if ensuring is not None:
+                await ensuring
+            count = self.admin.partitions(topic)
+            for index, record in enumerate(records):
+                if record.partition >= count:
+                    raise InvalidInput(
+                        f'{element(index)} "partition": partition {record.partition} does not '
+                        f"exist; topic {topic!r} has {count} (0 to {count - 1}); nothing was sent"
+                    )
+            delivered = await self.producer.send_records(
+                topic, records, random.randrange(count), offsets
+            )
+        except FlasfkaError as e:
+            if isinstance(e, Unavailable) and self.producer.connected:
+                self.produce_stalled = e.message
+                self.produce_stalled_at = self._reactor.seconds()
+            raise
+        self.produce_stalled = None
+        self.metrics.produced(topic, len(records), self._reactor.seconds() - started)
+        return delivered
 
     async def fetch(
         self,
@@ -200,10 +298,74 @@ class Gateway:
             if clock.seconds() >= deadline:
                 return []
 
+    async def fetch_leased(
+        self,
+        topic: str,
+        group: str,
+        limit: int,
+        lease_seconds: float,
+        create: bool = True,
+        timeout: float | None = None,
+    ) -> tuple[Lease, str]:
+        """Up to limit messages of topic for group, leased (not committed), and their cursor.
+
+        create=False: a missing topic is NotPermitted instead of created. With timeout (a
+        long poll), wait up to that many seconds after the join for a first message when
+        nothing is due for redelivery (one wait: records another GET took meanwhile make it
+        answer what is left, possibly nothing).
+        """
+        self._check_running()
+        assert self.admin is not None
+        ensuring = self.admin.ensure(topic, create)
+        if ensuring is not None:
+            await ensuring
+        reader = self.consumers.get(topic, group)
+        leases = reader.leases
+        leases.check_room()
+        config = self._config
+        if timeout is not None and not leases.returned:
+            await reader.member.wait_for(1, 0, config.CONSUMER_JOIN_TIMEOUT)  # the join only
+            await reader.member.wait_for(1, timeout, 0)
+        if leases.returned < limit:
+            await reader.member.wait_for(
+                limit - leases.returned, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT
+            )
+        lease = leases.lease(limit, lease_seconds)
+        cursor = self.cursors.issue(
+            topic, group, CursorRef(leases.generation, lease.id, len(lease.records))
+        )
+        return lease, cursor
+
+    async def ack(self, topic: str, group: str, cursor: object, release: bool) -> None:
+        """Acknowledge (or release) the lease cursor names; Conflict if it is not held here."""
+        ref = self.cursors.verify(cursor, topic, group)
+        reader = self.consumers.find(topic, group)
+        if ref.size == 0:
+            return
+        if reader is None:
+            raise Conflict(
+                "this cursor's lease is no longer held here (its consumer was closed): its "
+                "unacknowledged messages will be delivered again"
+            )
+        if release:
+            reader.leases.release(ref)
+        else:
+            await reader.leases.ack(ref)
+
     async def stop(self, timeout: float) -> None:
-        """Refuse new work, close every consumer, then flush and stop the producer."""
+        """Refuse new work, commit what was acknowledged, close every consumer (each leaves
+        its group), then flush and stop the producer."""
         self.stopping = True
+        flushes = [reader.leases.flush() for reader in self.consumers.readers()]
+        for flushed in flushes:
+            try:
+                await flushed
+            except FlasfkaError as e:
+                log.warn("committing acknowledged messages at shutdown: {e}", e=e.message)
         await self.consumers.close_all()
+        closing = self._dead_letters.close()
+        if closing is not None:
+            await closing
         if self.admin is not None:
             self.admin.close()
         if self.producer is not None:

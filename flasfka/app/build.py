@@ -35,6 +35,7 @@ from flasfka.http.resource import GatewayRoot
 from flasfka.http.site import Draining, ObservedSite, make_site
 from flasfka.http.streaming import Streams, StreamsService
 from flasfka.http.topics import TopicRoutes
+from flasfka.idempotency import IdempotencyStore
 from flasfka.kafka import check_client_settings, client_settings
 from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS
 from flasfka.metrics import GatewayMetrics
@@ -124,6 +125,12 @@ def build(
             config.CONSUMER_MAX_LIMIT,
             max_timeout=config.CONSUMER_MAX_TIMEOUT,
             streams=streams,
+            idempotency=IdempotencyStore(
+                reactor,
+                config.IDEMPOTENCY_TTL,
+                config.IDEMPOTENCY_MAX_KEYS,
+                config.IDEMPOTENCY_MAX_BYTES,
+            ),
         ),
         "ops": OpsRoutes(
             gateway,

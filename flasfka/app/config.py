@@ -66,6 +66,12 @@ class Config:
     SHUTDOWN_GRACE: float = 10.0
     #: Seconds an HTTP connection may stay idle (slow or silent clients are cut).
     HTTP_IDLE_TIMEOUT: float = 60.0
+    #: Seconds a POST's answer is kept for retries with the same Idempotency-Key.
+    IDEMPOTENCY_TTL: float = 300.0
+    #: Most Idempotency-Keys kept per process (in flight or answered); oldest dropped first.
+    IDEMPOTENCY_MAX_KEYS: int = 10000
+    #: Most bytes of answers kept for Idempotency-Key replays; oldest dropped first.
+    IDEMPOTENCY_MAX_BYTES: int = 64 * 1024 * 1024
     #: Log format: "text" or "json".
     LOG_FORMAT: str = "text"
     #: Largest ?timeout= (seconds) a long-polling GET may wait for its first message.
@@ -74,6 +80,16 @@ class Config:
     MAX_STREAMS: int = 100
     #: Seconds a stream may stay silent before it writes a heartbeat (an SSE comment).
     STREAM_HEARTBEAT: float = 15.0
+    #: Seconds a GET with ack=explicit leases its messages for without ?lease=.
+    CONSUMER_LEASE: float = 30.0
+    #: Largest ?lease= a GET accepts (seconds).
+    CONSUMER_MAX_LEASE: float = 300.0
+    #: Most messages one (topic, group) consumer keeps leased at once; a GET past it gets 503.
+    CONSUMER_MAX_LEASED: int = 10000
+    #: Deliveries without an ack after which a message goes to DEAD_LETTER_TOPIC (0: never).
+    CONSUMER_MAX_DELIVERIES: int = 0
+    #: Where worn-out messages go; "{topic}" is replaced by their topic.
+    DEAD_LETTER_TOPIC: str = "{topic}.dead-letter"
     #: HTTP Basic users: name -> password hash from ``flasfka-passwd`` (empty: no Basic auth).
     USERS: dict[str, Any] = field(default_factory=dict)
     #: Bearer tokens: name -> token hash from ``flasfka-passwd --token``.
@@ -117,6 +133,10 @@ class Config:
             "HTTP_IDLE_TIMEOUT",
             "MAX_STREAMS",
             "STREAM_HEARTBEAT",
+            "CONSUMER_MAX_LEASED",
+            "IDEMPOTENCY_TTL",
+            "IDEMPOTENCY_MAX_KEYS",
+            "IDEMPOTENCY_MAX_BYTES",
             "AUTH_CACHE_SIZE",
             "AUTH_MAX_FAILURES",
             "AUTH_FAILURE_WINDOW",
@@ -132,6 +152,20 @@ class Config:
             raise ConfigError(f"{source}: HOSTS must be a non-empty list of 'host:port' strings")
         if self.CONSUMER_LIMIT > self.CONSUMER_MAX_LIMIT:
             raise ConfigError(f"{source}: CONSUMER_LIMIT must be <= CONSUMER_MAX_LIMIT")
+        if not 1 <= self.CONSUMER_LEASE <= self.CONSUMER_MAX_LEASE:
+            raise ConfigError(
+                f"{source}: CONSUMER_LEASE must be from 1 to CONSUMER_MAX_LEASE seconds"
+            )
+        if self.CONSUMER_MAX_DELIVERIES < 0:
+            raise ConfigError(f"{source}: CONSUMER_MAX_DELIVERIES must be >= 0 (0: unlimited)")
+        try:
+            dead_letter = self.DEAD_LETTER_TOPIC.format(topic="t")
+        except (KeyError, IndexError, ValueError):
+            dead_letter = ""
+        if not dead_letter or "{" in dead_letter or "}" in dead_letter:
+            raise ConfigError(
+                f"{source}: DEAD_LETTER_TOPIC must be a topic name, with {{topic}} at most"
+            )
         if self.LOG_FORMAT not in ("text", "json"):
             raise ConfigError(f"{source}: LOG_FORMAT must be 'text' or 'json'")
         for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG", "CONSUMER_CONFIG"):

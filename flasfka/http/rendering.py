@@ -11,8 +11,11 @@ from twisted.web.iweb import IRequest
 from flasfka import __version__
 from flasfka.errors import (
     BrokerRefused,
+    Conflict,
     FlasfkaError,
+    InFlight,
     InvalidInput,
+    KeyReused,
     NotPermitted,
     TooLarge,
     Unavailable,
@@ -29,8 +32,11 @@ STATUS_OF: dict[type[FlasfkaError], int] = {
     InvalidInput: 400,
     NotPermitted: 403,
     UnknownTopic: 404,
+    InFlight: 409,
+    KeyReused: 422,
     TooLarge: 413,
     BrokerRefused: 502,
+    Conflict: 409,
     Unavailable: 503,
 }
 
@@ -101,11 +107,7 @@ def render_bytes(value: bytes | None) -> Any:
 
 
 def render_records(records: list[Record]) -> list[dict[str, Any]]:
-    """Records for ?format=records: partition, offset, timestamp, key, value and headers.
-
-    Keys, values and header values are rendered as values are (render_bytes); headers keep
-    their order, a repeated header key included.
-    """
+    """Records for ?format=records: partition, offset, timestamp, key, value and headers."""
     return [
         {
             "partition": record.partition,
@@ -114,7 +116,7 @@ def render_records(records: list[Record]) -> list[dict[str, Any]]:
             "key": render_bytes(record.key),
             "value": render_bytes(record.value),
             "headers": [
-                {"key": key, "value": render_bytes(value)} for key, value in record.headers or ()
+                {"key": name, "value": render_bytes(value)} for name, value in record.headers or ()
             ],
         }
         for record in records

@@ -56,6 +56,8 @@ class Route:
     summary: str
     parameters: tuple[Param, ...] = ()
     body: dict[str, Any] | None = None
+    #: Other media types of the body: (Content-Type, schema), besides application/json.
+    body_forms: tuple[tuple[str, dict[str, Any]], ...] = ()
     answers: dict[int, Answer] = field(default_factory=dict)
     #: Served by the fast path (flasfka.http.hot) when its segments are plain.
     hot: bool = False
@@ -88,7 +90,8 @@ KEY = Param(
     "key",
     "path",
     {"type": "string", "minLength": 1},
-    "POST: the record key of every message (UTF-8, percent-decoded, may hold '/')",
+    "POST: the record key of every message (UTF-8, percent-decoded, may hold '/'); its record "
+    'objects then have no "key"',
     required=True,
 )
 GROUP = Param(
@@ -119,11 +122,45 @@ FORMAT = Param(
     "and headers of each message",
 )
 
-MESSAGES_BODY: dict[str, Any] = {
+ACK = Param(
+    "ack",
+    "query",
+    {"type": "string", "enum": ["explicit"]},
+    "explicit: at-least-once; the messages are leased, not committed, until POST .../ack",
+)
+LEASE = Param(
+    "lease",
+    "query",
+    {"type": "number", "minimum": 1},
+    "Seconds the messages stay leased (default CONSUMER_LEASE, at most CONSUMER_MAX_LEASE); "
+    "implies ack=explicit",
+)
+
+ACK_BODY: dict[str, Any] = {
     "type": "object",
-    "required": ["messages"],
-    "properties": {"messages": {"type": "array", "items": {"type": "string"}}},
+    "required": ["cursor"],
+    "properties": {"cursor": {"type": "string"}, "release": {"type": "boolean"}},
+    "additionalProperties": False,
 }
+
+PREFER = Param(
+    "Prefer",
+    "header",
+    {"type": "string", "examples": ["return=representation"]},
+    "return=representation: answer 200 with the partition, offset and timestamp of every "
+    "message instead of 204",
+)
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "A retry with the same key and request (topic, key, Content-Type, body) within "
+    "IDEMPOTENCY_TTL gets the first answer and writes nothing; the keys are kept per flasfka "
+    "process (at most IDEMPOTENCY_MAX_KEYS), a failed POST does not keep its key",
+)
+
+#: Standard base64 with its padding, as flasfka writes it and reads it (strictly).
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 VALUE_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -132,10 +169,108 @@ VALUE_SCHEMA: dict[str, Any] = {
         {
             "type": "object",
             "required": ["base64"],
-            "properties": {"base64": {"type": "string"}},
+            "properties": {
+                "base64": {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "pattern": BASE64_PATTERN,
+                }
+            },
             "additionalProperties": False,
         },
     ]
+}
+
+RECORD_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "description": "One message with its own key, headers, partition and timestamp",
+    "required": ["value"],
+    "properties": {
+        "value": VALUE_SCHEMA,
+        "key": {**VALUE_SCHEMA, "description": "Not with a key in the path"},
+        "headers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["key", "value"],
+                "properties": {"key": {"type": "string"}, "value": VALUE_SCHEMA},
+                "additionalProperties": False,
+            },
+        },
+        "partition": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2**31 - 1,
+            "description": "A partition of the topic (else 400)",
+        },
+        "timestamp": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2**63 - 1,
+            "description": "Milliseconds since the epoch (default: when it is sent)",
+        },
+    },
+    "additionalProperties": False,
+}
+
+#: With a key in the path, a record object has no "key" of its own.
+RECORD_OBJECT_KEYED: dict[str, Any] = {
+    **RECORD_OBJECT,
+    "properties": {k: v for k, v in RECORD_OBJECT["properties"].items() if k != "key"},
+}
+
+
+def _messages_body(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {"type": "array", "items": {"oneOf": [{"type": "string"}, record]}}
+        },
+    }
+
+
+MESSAGES_BODY = _messages_body(RECORD_OBJECT)
+MESSAGES_BODY_KEYED = _messages_body(RECORD_OBJECT_KEYED)
+
+#: The produce body's other forms (by Content-Type).
+PRODUCE_BODY_FORMS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "application/octet-stream",
+        {
+            "type": "string",
+            "format": "binary",
+            "description": "The raw bytes of ONE message (key from the path)",
+        },
+    ),
+    (
+        "application/x-ndjson",
+        {
+            "type": "string",
+            "description": "One message per line: a JSON string or a record object; blank "
+            "lines are skipped; an error names the line",
+        },
+    ),
+)
+
+OFFSETS_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["offsets"],
+    "properties": {
+        "offsets": {
+            "type": "array",
+            "description": "Where each message of the body was written, in body order",
+            "items": {
+                "type": "object",
+                "required": ["partition", "offset", "timestamp"],
+                "properties": {
+                    "partition": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                    "timestamp": {"type": "integer", "description": "ms, -1 if none"},
+                },
+            },
+        }
+    },
 }
 
 RECORD_SCHEMA: dict[str, Any] = {
@@ -191,6 +326,17 @@ STREAM_ANSWERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ),
 )
 
+LEASED_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["group", "messages", "cursor", "lease"],
+    "properties": {
+        "group": {"type": "string"},
+        "messages": {"type": "array"},
+        "cursor": {"type": "string", "description": "Acknowledge with POST .../ack"},
+        "lease": {"type": "number", "description": "Seconds the messages stay leased"},
+    },
+}
+
 _STATUS_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
@@ -226,18 +372,28 @@ _TOPIC_ERRORS = {
     ),
 }
 _PRODUCE_ANSWERS = {
-    204: Answer("Every message was acknowledged by the broker (acks=all)"),
+    200: Answer(
+        "With Prefer: return=representation: every message was acknowledged, and where",
+        OFFSETS_ANSWER,
+        headers=("Preference-Applied", "Idempotent-Replayed"),
+    ),
+    204: Answer(
+        "Every message was acknowledged by the broker (acks=all)",
+        headers=("Idempotent-Replayed",),
+    ),
     **_TOPIC_ERRORS,
+    409: Answer("A request with this Idempotency-Key is still in flight", _ERROR),
     413: Answer("The body or a message is over the limit", _ERROR),
+    422: Answer("This Idempotency-Key was used for another request", _ERROR),
     502: Answer("The broker refused the messages", _ERROR),
 }
 _FETCH_ANSWERS = {
     200: Answer(
-        "The next messages of the group, committed (at-most-once); with Accept: "
-        "text/event-stream or application/x-ndjson, a stream of them, each batch committed "
-        "before it is written, until the client leaves, limit were sent or shutdown "
-        "(MAX_STREAMS open at most, else 503)",
-        MESSAGES_ANSWER,
+        "The next messages of the group, committed (at-most-once), or leased with a cursor "
+        "(ack=explicit); with Accept: text/event-stream or application/x-ndjson, a stream of "
+        "them (at-most-once), each batch committed before it is written, until the client "
+        "leaves, limit were sent or shutdown (MAX_STREAMS open at most, else 503)",
+        {"anyOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
         alternatives=STREAM_ANSWERS,
     ),
     **_TOPIC_ERRORS,
@@ -299,8 +455,9 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/",
         "topics.produce",
         "Send messages to a topic",
-        parameters=(TOPIC,),
+        parameters=(TOPIC, PREFER, IDEMPOTENCY_KEY),
         body=MESSAGES_BODY,
+        body_forms=PRODUCE_BODY_FORMS,
         answers=_PRODUCE_ANSWERS,
         hot=True,
         operation="produce",
@@ -311,8 +468,9 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/{key}/",
         "topics.produce",
         "Send messages to a topic, all with one record key",
-        parameters=(TOPIC, KEY),
-        body=MESSAGES_BODY,
+        parameters=(TOPIC, KEY, PREFER, IDEMPOTENCY_KEY),
+        body=MESSAGES_BODY_KEYED,
+        body_forms=PRODUCE_BODY_FORMS,
         answers=_PRODUCE_ANSWERS,
         hot=True,
         operation="produce",
@@ -323,7 +481,7 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/",
         "topics.fetch",
         "The next messages of a topic for the default group",
-        parameters=(TOPIC, LIMIT, TIMEOUT, FORMAT),
+        parameters=(TOPIC, LIMIT, TIMEOUT, FORMAT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
         operation="consume",
@@ -334,9 +492,37 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/{group}/",
         "topics.fetch",
         "The next messages of a topic for a consumer group",
-        parameters=(TOPIC, GROUP, LIMIT, TIMEOUT, FORMAT),
+        parameters=(TOPIC, GROUP, LIMIT, TIMEOUT, FORMAT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
+        operation="consume",
+    ),
+    Route(
+        "ack",
+        "POST",
+        "/{topic}/{group}/ack",
+        "topics.ack",
+        "Acknowledge (or release) the messages of a GET with ack=explicit",
+        parameters=(TOPIC, GROUP),
+        body=ACK_BODY,
+        answers={
+            **_AUTH_ERRORS,
+            403: Answer(
+                "The principal's ACL does not allow consuming this topic and group", _ERROR
+            ),
+            204: Answer(
+                "Acknowledged (offsets committed up to the first unacknowledged message), or "
+                "released (delivered again at once); acking twice is 204 too"
+            ),
+            400: Answer("Not a cursor of this topic and group, or a bad body", _ERROR),
+            409: Answer(
+                "The lease is not held here (expired, released, partitions moved, restart, "
+                "another replica): the messages will be delivered again",
+                _ERROR,
+            ),
+            502: Answer("The broker refused the commit", _ERROR),
+            503: Answer("The broker is unreachable or slow", _ERROR, headers=("Retry-After",)),
+        },
         operation="consume",
     ),
 )
@@ -353,9 +539,13 @@ def allowed_methods(path: bytes) -> list[str]:
     routes = OWN_PATHS.get(path)
     if routes is None:
         segments = min(path.count(b"/"), 3)
-        routes = tuple(r for r in ROUTES if "{" in r.template and r.segments == segments)
+        routes = tuple(
+            r
+            for r in ROUTES
+            if "{" in r.template and r.template.endswith("/") and r.segments == segments
+        )
         if not path.endswith(b"/"):
-            routes = ()
+            routes = _group_route(path)
     methods = sorted({r.method for r in routes})
     if "GET" in methods:
         methods.append("HEAD")
@@ -422,3 +612,13 @@ def route_label(method: bytes, path: bytes) -> str:
     """The metric label of a request: its route's template, never a topic name; else 'other'."""
     route = route_of(method, path)
     return "other" if route is None else route.template
+
+
+def is_own_path(path: bytes) -> bool:
+    """Whether path is one of flasfka's own (never a topic path, so never redirected)."""
+    return path in OWN_PATHS or bool(_group_route(path))
+
+
+def _group_route(path: bytes) -> tuple[Route, ...]:
+    """The rows of /{topic}/{group}/<name> (e.g. the ack) that path is one of, or ()."""
+    return tuple(r for r in _SUFFIXED if _PATTERNS[r.name].fullmatch(path))

@@ -109,3 +109,20 @@ async def test_a_timeout_out_of_range_or_malformed_is_400(server, timeout):
     status, body, _ = await get(server.url, f"/{unique()}/?timeout={timeout}")
     assert status == 400, body
     assert body["status"] == 400 and "timeout" in body["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_leased_long_poll_gets_a_message_posted_during_the_wait(server):
+    topic, group = unique(), unique("g")
+    member = await joined(server, topic, group)
+    polling = defer.ensureDeferred(
+        get(server.url, f"/{topic}/{group}/?timeout=10&ack=explicit&format=records")
+    )
+    await until(lambda: member.waiting == 1)
+    await sleep(1)
+    assert not polling.called
+    await post_messages(server.url, f"/{topic}/", ["leased"])
+    status, body, _ = await polling
+    assert status == 200, body
+    assert [(m["value"], m["deliveries"]) for m in body["messages"]] == [("leased", 1)]
+    assert body["cursor"]

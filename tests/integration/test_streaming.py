@@ -331,7 +331,8 @@ async def test_openapi_describes_timeout_format_records_and_streams(server):
         assert params["timeout"]["schema"]["maximum"] == server.config.CONSUMER_MAX_TIMEOUT
         content = operation["responses"]["200"]["content"]
         assert {"application/json", "text/event-stream", "application/x-ndjson"} == set(content)
-        items = content["application/json"]["schema"]["properties"]["messages"]["items"]
+        answers = content["application/json"]["schema"]["anyOf"]  # at-most-once, leased
+        items = answers[0]["properties"]["messages"]["items"]
         record = items["oneOf"][1]
         assert set(record["required"]) == {
             "partition",
