@@ -50,6 +50,9 @@ setup(
             "mypy-zope>=1.0.5",
             # generates requests from /openapi.json and checks the answers against it
             "schemathesis>=4.0",
+            # a real Server-Sent Events client for the streaming tests (over requests)
+            "sseclient-py>=1.8.0",
+            "requests>=2.31.0",
         ],
     },
     entry_points={

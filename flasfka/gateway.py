@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from flasfka.app.config import Config
-from flasfka.consumers import ConsumerRegistry
+from flasfka.consumers import ConsumerRegistry, GroupReader
 from flasfka.cursors import CursorRef, CursorSigner
 from flasfka.errors import Conflict, FlasfkaError, InvalidInput, TooLarge, Unavailable
 from flasfka.kafka import (
@@ -231,8 +231,33 @@ class Gateway:
         self.metrics.produced(topic, len(records), self._reactor.seconds() - started)
         return delivered
 
-    async def fetch(self, topic: str, group: str, limit: int, create: bool = True) -> list[Record]:
+    async def fetch(
+        self,
+        topic: str,
+        group: str,
+        limit: int,
+        create: bool = True,
+        timeout: float | None = None,
+    ) -> list[Record]:
         """Up to limit messages of topic for group, committed before they are returned.
+
+        create=False: a missing topic is NotPermitted instead of created. With timeout (a
+        long poll), wait up to that many seconds after the group join for the first message.
+        """
+        reader = await self.reader(topic, group, create)
+        config = self._config
+        if timeout is None:
+            await reader.member.wait_for(
+                limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT
+            )
+            records = await reader.at_most_once.consume(limit)
+        else:
+            records = await self._long_poll(reader, limit, timeout)
+        self.metrics.consumed(topic, len(records))
+        return records
+
+    async def reader(self, topic: str, group: str, create: bool = True) -> GroupReader:
+        """The reader of (topic, group), its topic created first if need be (GETs, streams).
 
         create=False: a missing topic is NotPermitted instead of created.
         """
@@ -241,19 +266,53 @@ class Gateway:
         ensuring = self.admin.ensure(topic, create)
         if ensuring is not None:
             await ensuring
-        reader = self.consumers.get(topic, group)
+        return self.consumers.get(topic, group)
+
+    async def _long_poll(self, reader: GroupReader, limit: int, timeout: float) -> list[Record]:
+        """Wait up to timeout (after the join) for a first message, then gather up to limit.
+
+        Once a message is there, the answer waits for limit of them or until none more arrive
+        within CONSUMER_TIMEOUT. Records another GET of the group took meanwhile do not end
+        the wait: it goes on until something is taken or timeout has passed. Every wait is
+        cancellable: a client gone mid-wait takes nothing.
+        """
+        member = reader.member
         config = self._config
-        await reader.member.wait_for(limit, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT)
-        records = await reader.at_most_once.consume(limit)
-        self.metrics.consumed(topic, len(records))
-        return records
+        clock = self._reactor
+        await member.wait_for(1, 0, config.CONSUMER_JOIN_TIMEOUT)  # the join only
+        deadline = clock.seconds() + timeout
+        while True:
+            await member.wait_for(1, max(0.0, deadline - clock.seconds()), 0)
+            if member.buffered:
+                first = clock.seconds()
+                while member.buffered < limit and clock.seconds() < max(
+                    deadline, first + config.CONSUMER_TIMEOUT
+                ):
+                    before = member.buffered
+                    await member.wait_for(limit, config.CONSUMER_TIMEOUT, 0)
+                    if member.buffered <= before:
+                        break  # none more within CONSUMER_TIMEOUT (or others took them)
+                records = await reader.at_most_once.consume(limit)
+                if records:
+                    return records
+            if clock.seconds() >= deadline:
+                return []
 
     async def fetch_leased(
-        self, topic: str, group: str, limit: int, lease_seconds: float, create: bool = True
+        self,
+        topic: str,
+        group: str,
+        limit: int,
+        lease_seconds: float,
+        create: bool = True,
+        timeout: float | None = None,
     ) -> tuple[Lease, str]:
         """Up to limit messages of topic for group, leased (not committed), and their cursor.
 
-        create=False: a missing topic is NotPermitted instead of created.
+        create=False: a missing topic is NotPermitted instead of created. With timeout (a
+        long poll), wait up to that many seconds after the join for a first message when
+        nothing is due for redelivery (one wait: records another GET took meanwhile make it
+        answer what is left, possibly nothing).
         """
         self._check_running()
         assert self.admin is not None
@@ -264,6 +323,9 @@ class Gateway:
         leases = reader.leases
         leases.check_room()
         config = self._config
+        if timeout is not None and not leases.returned:
+            await reader.member.wait_for(1, 0, config.CONSUMER_JOIN_TIMEOUT)  # the join only
+            await reader.member.wait_for(1, timeout, 0)
         if leases.returned < limit:
             await reader.member.wait_for(
                 limit - leases.returned, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT

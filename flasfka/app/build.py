@@ -33,6 +33,7 @@ from flasfka.http.cors import Cors
 from flasfka.http.ops import OpsRoutes
 from flasfka.http.resource import GatewayRoot
 from flasfka.http.site import Draining, ObservedSite, make_site
+from flasfka.http.streaming import Streams, StreamsService
 from flasfka.http.topics import TopicRoutes
 from flasfka.idempotency import IdempotencyStore
 from flasfka.kafka import check_client_settings, client_settings
@@ -109,12 +110,21 @@ def build(
     idle_expiry(gateway, config, reactor).setServiceParent(top)
 
     draining = Draining()
+    streams = Streams(
+        gateway,
+        reactor,
+        config.MAX_STREAMS,
+        config.STREAM_HEARTBEAT,
+        config.CONSUMER_JOIN_TIMEOUT,
+    )
     handlers = {
         "topics": TopicRoutes(
             gateway,
             config.DEFAULT_GROUP,
             config.CONSUMER_LIMIT,
             config.CONSUMER_MAX_LIMIT,
+            max_timeout=config.CONSUMER_MAX_TIMEOUT,
+            streams=streams,
             idempotency=IdempotencyStore(
                 reactor,
                 config.IDEMPOTENCY_TTL,
@@ -129,6 +139,7 @@ def build(
             clock=reactor,
             stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
             max_limit=config.CONSUMER_MAX_LIMIT,
+            max_timeout=config.CONSUMER_MAX_TIMEOUT,
         ),
     }
     guard = None
@@ -174,6 +185,9 @@ def build(
         ListenWhenReady(listening, kafka.clients_started), site, config.SHUTDOWN_GRACE, scheme
     )
     listener.setServiceParent(top)
+    # Added last, so stopped first: open streams end (what they wrote is committed) before
+    # the listener drains and the consumers close.
+    StreamsService(streams, config.SHUTDOWN_GRACE).setServiceParent(top)
 
     top.gateway, top.site, top.listener, top.handlers = gateway, site, listener, handlers
     log.info("flasfka {version} starting", version=__version__)

@@ -74,6 +74,12 @@ class Config:
     IDEMPOTENCY_MAX_BYTES: int = 64 * 1024 * 1024
     #: Log format: "text" or "json".
     LOG_FORMAT: str = "text"
+    #: Largest ?timeout= (seconds) a long-polling GET may wait for its first message.
+    CONSUMER_MAX_TIMEOUT: float = 30.0
+    #: Most streaming GETs (SSE or NDJSON) open at once; one past it gets 503.
+    MAX_STREAMS: int = 100
+    #: Seconds a stream may stay silent before it writes a heartbeat (an SSE comment).
+    STREAM_HEARTBEAT: float = 15.0
     #: Seconds a GET with ack=explicit leases its messages for without ?lease=.
     CONSUMER_LEASE: float = 30.0
     #: Largest ?lease= a GET accepts (seconds).
@@ -125,6 +131,8 @@ class Config:
             "CONSUMER_JOIN_TIMEOUT",
             "CONSUMER_IDLE_TIMEOUT",
             "HTTP_IDLE_TIMEOUT",
+            "MAX_STREAMS",
+            "STREAM_HEARTBEAT",
             "CONSUMER_MAX_LEASED",
             "IDEMPOTENCY_TTL",
             "IDEMPOTENCY_MAX_KEYS",
@@ -137,7 +145,7 @@ class Config:
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{source}: {key} must be > 0")
-        for key in ("CONSUMER_TIMEOUT", "SHUTDOWN_GRACE"):
+        for key in ("CONSUMER_TIMEOUT", "SHUTDOWN_GRACE", "CONSUMER_MAX_TIMEOUT"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{source}: {key} must be >= 0")
         if not self.HOSTS or not all(isinstance(h, str) and h for h in self.HOSTS):

@@ -81,6 +81,8 @@ def _answer(answer: Answer) -> dict[str, Any]:
     described: dict[str, Any] = {"description": answer.description}
     if answer.schema is not None:
         described["content"] = {answer.content_type: {"schema": answer.schema}}
+        for content_type, schema in answer.alternatives:
+            described["content"][content_type] = {"schema": schema}
     if answer.headers:
         described["headers"] = {name: _HEADERS[name] for name in answer.headers}
     return described

@@ -31,6 +31,7 @@ class OpsRoutes:
         probe_timeout: float = 2.0,
         stall_window: float = 60.0,
         max_limit: int = 10000,
+        max_timeout: float = 30.0,
     ) -> None:
         self._gateway = gateway
         self._metrics = metrics
@@ -41,6 +42,7 @@ class OpsRoutes:
         bounds: dict[str, dict[str, float]] = {
             "limit": {"maximum": max_limit},
             "lease": {"maximum": gateway.lease_max},
+            "timeout": {"maximum": max_timeout},
         }
         self._openapi = orjson.dumps(openapi_document(bounds))
 

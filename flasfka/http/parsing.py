@@ -92,3 +92,39 @@ def parse_messages(body: bytes) -> list[bytes]:
                 f"expected {EXPECTED_FORMAT}"
             )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: A number as JSON writes it (an exponent allowed; no nan, inf or hex).
+_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+#: The values ?format= takes: "values" (the seed's bare values) or "records".
+FORMATS = ("values", "records")
+
+
+def parse_timeout(raw: bytes | None, maximum: float) -> float | None:
+    """Parse the ?timeout= query argument: decimal seconds from 0 to maximum (None: absent)."""
+    if raw is None:
+        return None
+    text = raw.decode("ascii", "replace").strip()
+    if len(text) > 40 or _NUMBER_RE.fullmatch(text) is None:
+        raise InvalidInput(
+            f"invalid timeout {text[:40]!r}: it must be a decimal number of seconds "
+            f"from 0 to {maximum:g}"
+        )
+    timeout = float(text)
+    if not 0 <= timeout <= maximum:  # -0 is 0; an overflow is inf
+        raise InvalidInput(
+            f"invalid timeout {text}: it must be from 0 to {maximum:g} seconds "
+            "(CONSUMER_MAX_TIMEOUT)"
+        )
+    return max(timeout, 0.0)
+
+
+def parse_format(raw: bytes | None) -> str:
+    """Parse the ?format= query argument: "values" (the default) or "records"."""
+    if raw is None:
+        return "values"
+    text = raw.decode("ascii", "replace").strip()
+    if text not in FORMATS:
+        raise InvalidInput(f"invalid format {text[:40]!r}: it must be one of {', '.join(FORMATS)}")
+    return text

@@ -39,6 +39,8 @@ class Answer:
     schema: dict[str, Any] | None = None
     content_type: str = "application/json"
     headers: tuple[str, ...] = ()
+    #: Other (content type, schema) pairs the same status may answer with (content negotiation).
+    alternatives: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,20 @@ LIMIT = Param(
     "query",
     {"type": "integer", "minimum": 1},
     "Most messages to return (default CONSUMER_LIMIT, at most CONSUMER_MAX_LIMIT)",
+)
+TIMEOUT = Param(
+    "timeout",
+    "query",
+    {"type": "number", "minimum": 0},
+    "Long poll: seconds to wait (after the group join) for a first message, from 0 to "
+    "CONSUMER_MAX_TIMEOUT (default 30); nothing within it answers an empty list",
+)
+FORMAT = Param(
+    "format",
+    "query",
+    {"type": "string", "enum": ["values", "records"]},
+    "values (default): bare values; records: partition, offset, timestamp, key, value "
+    "and headers of each message",
 )
 
 ACK = Param(
@@ -257,14 +273,58 @@ OFFSETS_ANSWER: dict[str, Any] = {
     },
 }
 
+RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["partition", "offset", "timestamp", "key", "value", "headers"],
+    "properties": {
+        "partition": {"type": "integer"},
+        "offset": {"type": "integer"},
+        "timestamp": {"type": ["integer", "null"], "description": "ms since the epoch"},
+        "key": VALUE_SCHEMA,
+        "value": VALUE_SCHEMA,
+        "headers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["key", "value"],
+                "properties": {"key": {"type": "string"}, "value": VALUE_SCHEMA},
+            },
+        },
+    },
+}
+
 MESSAGES_ANSWER: dict[str, Any] = {
     "type": "object",
     "required": ["group", "messages"],
     "properties": {
         "group": {"type": "string"},
-        "messages": {"type": "array", "items": VALUE_SCHEMA},
+        "messages": {
+            "type": "array",
+            "items": {"oneOf": [VALUE_SCHEMA, RECORD_SCHEMA]},
+            "description": "Values, or records with ?format=records",
+        },
     },
 }
+
+#: The streamed answers (Accept: text/event-stream or application/x-ndjson): one SSE event
+#: or one JSON line per message, each an element of "messages" as above.
+STREAM_ANSWERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "text/event-stream",
+        {
+            "type": "string",
+            "description": "Server-Sent Events: 'retry:' first, then one 'data:' event per "
+            "message (a value, or a record with ?format=records), ':' heartbeats",
+        },
+    ),
+    (
+        "application/x-ndjson",
+        {
+            "type": "string",
+            "description": "One JSON line per message (a value, or a record with ?format=records)",
+        },
+    ),
+)
 
 LEASED_ANSWER: dict[str, Any] = {
     "type": "object",
@@ -330,8 +390,11 @@ _PRODUCE_ANSWERS = {
 _FETCH_ANSWERS = {
     200: Answer(
         "The next messages of the group, committed (at-most-once), or leased with a cursor "
-        "(ack=explicit)",
+        "(ack=explicit); with Accept: text/event-stream or application/x-ndjson, a stream of "
+        "them (at-most-once), each batch committed before it is written, until the client "
+        "leaves, limit were sent or shutdown (MAX_STREAMS open at most, else 503)",
         {"anyOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
+        alternatives=STREAM_ANSWERS,
     ),
     **_TOPIC_ERRORS,
     502: Answer("The broker refused the commit", _ERROR),
@@ -418,7 +481,7 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/",
         "topics.fetch",
         "The next messages of a topic for the default group",
-        parameters=(TOPIC, LIMIT, ACK, LEASE),
+        parameters=(TOPIC, LIMIT, TIMEOUT, FORMAT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
         operation="consume",
@@ -429,7 +492,7 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/{group}/",
         "topics.fetch",
         "The next messages of a topic for a consumer group",
-        parameters=(TOPIC, GROUP, LIMIT, ACK, LEASE),
+        parameters=(TOPIC, GROUP, LIMIT, TIMEOUT, FORMAT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
         operation="consume",

@@ -56,10 +56,12 @@ async def test_the_server_conforms_to_its_spec(make_server):
     # example, so the join is bounded short and idle members expire quickly.
     # A default group of its own: its members on every generated topic would keep the shared
     # default group rebalancing for the tests that run after this one.
+    # Long polls are bounded short too (?timeout= up to CONSUMER_MAX_TIMEOUT).
     running = await make_server(
         CONSUMER_JOIN_TIMEOUT=1.0,
         MAX_CONSUMERS=500,
         CONSUMER_IDLE_TIMEOUT=5.0,
+        CONSUMER_MAX_TIMEOUT=1.0,
         DEFAULT_GROUP=unique("schemathesis"),
     )
     result = await threads.deferToThread(run_schemathesis, running.url)
