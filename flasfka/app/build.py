@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.internet import TimerService
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import ILogObserver, Logger
@@ -19,6 +20,7 @@ from flasfka.app.broker import EmbeddedBroker, free_port, tansu_binary
 from flasfka.app.config import Config
 from flasfka.app.logs import stdout_observer
 from flasfka.app.services import KafkaService, idle_expiry, new_pool, run_blocking_on
+from flasfka.app.sharing import WORKER_HEADER, WorkerIdentity, scheme_of
 from flasfka.app.shutdown import GracefulListener, OrderedMultiService
 from flasfka.gateway import Gateway
 from flasfka.http.ops import OpsRoutes
@@ -57,10 +59,10 @@ class Flasfka(OrderedMultiService):
         super().setServiceParent(parent)
 
 
-def embedded_config(config: Config, broker: EmbeddedBroker) -> Config:
+def embedded_config(config: Config, broker_address: str) -> Config:
     """config pointed at the embedded broker, with the Tansu consumer settings."""
     return config.replace(
-        HOSTS=[broker.address],
+        HOSTS=[broker_address],
         CONSUMER_CONFIG={**TANSU_CONSUMER_SETTINGS, **config.CONSUMER_CONFIG},
     )
 
@@ -72,8 +74,13 @@ def build(
     embedded_broker: bool = False,
     log_format: str | None = None,
     config_source: str = "defaults",
+    worker: WorkerIdentity | None = None,
 ) -> Flasfka:
-    """flasfka listening on endpoint (a Twisted endpoint string or object)."""
+    """flasfka listening on endpoint (a Twisted endpoint string or object).
+
+    worker: this process is one of the workers of an instance (flasfka.app.worker); its
+    metrics are reported with the other workers', its responses name it.
+    """
     top = Flasfka(log_format or config.LOG_FORMAT)
     broker_ready = None
     if embedded_broker:
@@ -81,7 +88,7 @@ def build(
             broker = EmbeddedBroker(reactor, free_port(), tansu_binary())
         except RuntimeError as e:
             raise BuildError(str(e)) from None
-        config = embedded_config(config, broker)
+        config = embedded_config(config, broker.address)
         broker.setServiceParent(top)
         broker_ready = broker.ready
     try:
@@ -89,13 +96,20 @@ def build(
     except ValueError as e:
         raise BuildError(f"config error: {config_source}: {e}") from None
 
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(worker.metrics_dir if worker is not None else None)
     pool = new_pool()
     gateway = Gateway(reactor, config, run_blocking_on(reactor, pool), metrics)
     KafkaService(reactor, config, gateway, pool, broker_ready).setServiceParent(top)
     idle_expiry(gateway, config, reactor).setServiceParent(top)
+    if worker is not None:
+        gauges = TimerService(1.0, metrics.refresh)
+        gauges.clock = reactor
+        gauges.setServiceParent(top)
 
     draining = Draining()
+    is_draining: Any = draining
+    if worker is not None:  # a worker being replaced drains, the instance stays ready
+        is_draining = lambda: draining() and not worker.retiring  # noqa: E731
     handlers = {
         "topics": TopicRoutes(
             gateway, config.DEFAULT_GROUP, config.CONSUMER_LIMIT, config.CONSUMER_MAX_LIMIT
@@ -103,7 +117,7 @@ def build(
         "ops": OpsRoutes(
             gateway,
             metrics,
-            is_draining=draining,
+            is_draining=is_draining,
             clock=reactor,
             stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
         ),
@@ -115,6 +129,7 @@ def build(
         clock=reactor,
         metrics=metrics,
         draining=draining,
+        worker_header=None if worker is None else (WORKER_HEADER, [str(worker.id).encode()]),
     )
     if isinstance(endpoint, str):
         description = endpoint
@@ -122,7 +137,7 @@ def build(
             endpoint = endpoints.serverFromString(reactor, endpoint)
         except (ValueError, TypeError) as e:
             raise BuildError(f"bad --port {description!r}: {e}") from None
-        scheme = "https" if description.startswith(("ssl:", "tls:")) else "http"
+        scheme = scheme_of(description)
     else:
         scheme = "http"
     listener = GracefulListener(endpoint, site, config.SHUTDOWN_GRACE, scheme)

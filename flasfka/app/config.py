@@ -65,6 +65,8 @@ class Config:
     HTTP_IDLE_TIMEOUT: float = 60.0
     #: Log format: "text" or "json".
     LOG_FORMAT: str = "text"
+    #: Worker processes sharing the listening port: a number >= 1, or "auto" (one per CPU).
+    WORKERS: int | str = 1
 
     def validate(self, source: str) -> None:
         """Raise ConfigError for values of the right type but out of range."""
@@ -91,6 +93,8 @@ class Config:
             raise ConfigError(f"{source}: HOSTS must be a non-empty list of 'host:port' strings")
         if self.CONSUMER_LIMIT > self.CONSUMER_MAX_LIMIT:
             raise ConfigError(f"{source}: CONSUMER_LIMIT must be <= CONSUMER_MAX_LIMIT")
+        if self.WORKERS != "auto" and not (isinstance(self.WORKERS, int) and self.WORKERS >= 1):
+            raise ConfigError(f"{source}: WORKERS must be a number >= 1 or 'auto'")
         if self.LOG_FORMAT not in ("text", "json"):
             raise ConfigError(f"{source}: LOG_FORMAT must be 'text' or 'json'")
         for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG", "CONSUMER_CONFIG"):
@@ -124,11 +128,20 @@ def _type_ok(expected: str, value: Any) -> bool:
         return isinstance(value, bool)
     if expected == "str":
         return isinstance(value, str)
+    if expected == "int | str":
+        return isinstance(value, (int, str)) and not isinstance(value, bool)
     if expected == "list[str]":
         return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     if expected == "dict[str, Any]":
         return isinstance(value, Mapping)
     raise AssertionError(f"unhandled config type {expected}")
+
+
+def worker_count(workers: int | str) -> int:
+    """The number of worker processes WORKERS (or --workers) asks for ("auto": one per CPU)."""
+    if workers == "auto":
+        return os.cpu_count() or 1
+    return int(workers)
 
 
 def config_from_mapping(values: Mapping[str, Any], source: str) -> Config:

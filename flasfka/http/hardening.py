@@ -24,6 +24,8 @@ class GatewayRequest(server.Request):
     """
 
     max_body_size = 10 * 1024 * 1024
+    #: (header, worker id) stamped on every response with WORKERS > 1, else None.
+    worker_header: tuple[bytes, list[bytes]] | None = None
     _refused = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -69,8 +71,10 @@ class GatewayRequest(server.Request):
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
-        """Stamp the version header on every response, then render."""
+        """Stamp the version header (and the worker's) on every response, then render."""
         self.responseHeaders.setRawHeaders(VERSION_HEADER, [VERSION])
+        if self.worker_header is not None:
+            self.responseHeaders.setRawHeaders(*self.worker_header)
         super().process()
 
 

@@ -69,7 +69,7 @@ class ObservedSite(server.Site):
         self._started: dict[server.Request, float] = {}
         self._connections: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
         self._drained: Deferred[None] | None = None
-        metrics.requests_in_flight.set_function(lambda: len(self._started))
+        metrics.watch_gauge(metrics.requests_in_flight, lambda: len(self._started))
 
     @property
     def draining(self) -> bool:
@@ -158,14 +158,20 @@ def make_site(
     max_body_size: int,
     idle_timeout: float,
     site_class: type[server.Site] = ObservedSite,
+    worker_header: tuple[bytes, list[bytes]] | None = None,
     **site_options: Any,
 ) -> server.Site:
     """A Site (of site_class, given site_options) with flasfka's request and channel classes.
 
     idle_timeout (HTTP_IDLE_TIMEOUT) bounds both the idle time of a connection and the time
     a request may take to arrive; a client that stops reading is aborted after as long again.
+    worker_header, with worker processes, is stamped on every response.
     """
-    request_factory = type("FlasfkaRequest", (GatewayRequest,), {"max_body_size": max_body_size})
+    request_factory = type(
+        "FlasfkaRequest",
+        (GatewayRequest,),
+        {"max_body_size": max_body_size, "worker_header": worker_header},
+    )
     site = site_class(
         resource, requestFactory=request_factory, timeout=idle_timeout, **site_options
     )

@@ -1,0 +1,87 @@
+"""One listening socket shared by worker processes: what a worker knows of itself, and its endpoint.
+
+The parent binds the port once (any endpoint string: tcp:, ssl:, unix:, systemd:) and hands
+the listening socket to each worker as an inherited file descriptor, as in Twisted's "sharing
+a listening port among processes" howto. A worker parses the same endpoint string against
+an ``AdoptingReactor``: the endpoint's ``listenTCP`` / ``listenSSL`` / ``listenUNIX`` call
+adopts the inherited socket (``reactor.adoptStreamPort``) instead of binding a new one, so
+``ssl:`` keeps its certificate and options, wrapped in TLS in the worker, and build() gets an
+ordinary IStreamServerEndpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+
+#: The response header naming the worker that answered (only with WORKERS > 1).
+WORKER_HEADER = b"X-Flasfka-Worker"
+
+
+@dataclass
+class WorkerIdentity:
+    """Who this worker is among the workers of one flasfka instance."""
+
+    #: 1..WORKERS; a replacement keeps the id of the worker it replaces.
+    id: int
+    #: PROMETHEUS_MULTIPROC_DIR shared by the workers of the instance.
+    metrics_dir: str
+    #: Set when the parent replaces this worker (rolling restart): the instance stays up, so
+    #: /readyz keeps answering for the instance while this worker drains.
+    retiring: bool = False
+
+
+class AdoptingReactor:
+    """The reactor, except that listening adopts an inherited, already listening socket.
+
+    Everything else is the real reactor's. The inherited descriptor is closed once adopted
+    (adoptStreamPort works on a duplicate of it).
+    """
+
+    def __init__(self, reactor: Any, fd: int, family: int) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self._family = family
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def _adopt(self, factory: Factory) -> IListeningPort:
+        port = self._reactor.adoptStreamPort(self._fd, self._family, factory)
+        os.close(self._fd)
+        return port
+
+    def listenTCP(self, port: int, factory: Factory, backlog: int = 50, interface: str = "") -> Any:  # noqa: N802
+        """Adopt the shared TCP socket."""
+        return self._adopt(factory)
+
+    def listenSSL(  # noqa: N802 (Twisted's name)
+        self, port: int, factory: Factory, context: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Adopt the shared TCP socket and speak TLS on it, as reactor.listenSSL does."""
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        return self._adopt(TLSMemoryBIOFactory(context, False, factory))
+
+    def listenUNIX(self, address: str, factory: Factory, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        """Adopt the shared Unix socket (the parent created, and will remove, its file)."""
+        return self._adopt(factory)
+
+    def adoptStreamPort(self, fd: int, family: int, factory: Factory) -> Any:  # noqa: N802
+        """systemd: endpoints: adopt the parent's socket, not the one systemd passed it."""
+        return self._adopt(factory)
+
+
+def adopted_endpoint(reactor: Any, description: str, fd: int, family: int) -> IStreamServerEndpoint:
+    """The endpoint description parsed so that listening adopts the socket fd."""
+    return endpoints.serverFromString(AdoptingReactor(reactor, fd, family), description)
+
+
+def scheme_of(description: str) -> str:
+    """http or https, for the log line naming the listener's URL."""
+    return "https" if description.startswith(("ssl:", "tls:")) else "http"
