@@ -61,12 +61,17 @@ class AdoptingReactor:
         return self._adopt(factory)
 
     def listenSSL(  # noqa: N802 (Twisted's name)
-        self, port: int, factory: Factory, context: Any, *args: Any, **kwargs: Any
+        self,
+        port: int,
+        factory: Factory,
+        contextFactory: Any,  # noqa: N803 (Twisted's name: SSL4ServerEndpoint passes it so)
+        *args: Any,
+        **kwargs: Any,
     ) -> Any:
         """Adopt the shared TCP socket and speak TLS on it, as reactor.listenSSL does."""
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        return self._adopt(TLSMemoryBIOFactory(context, False, factory))
+        return self._adopt(TLSMemoryBIOFactory(contextFactory, False, factory))
 
     def listenUNIX(self, address: str, factory: Factory, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
         """Adopt the shared Unix socket (the parent created, and will remove, its file)."""

@@ -132,6 +132,13 @@ def main(argv: list[str] | None = None) -> None:
             pass
         return port
 
+    def not_listening(reason: Any) -> None:
+        log.critical("worker {id} cannot listen: {why}", id=args.id, why=reason.getErrorMessage())
+        exit_code.append(1)
+        stop("no listening socket")
+
+    exit_code: list[int] = []
+
     def started() -> None:
         # Twisted's own handlers are in place by now; these make a second signal harmless.
         signal.signal(signal.SIGTERM, on_signal)
@@ -139,11 +146,13 @@ def main(argv: list[str] | None = None) -> None:
         fdesc.setNonBlocking(0)
         reactor.addReader(_ParentPipe(retire, lambda: stop("the parent process is gone")))
         service.startService()
-        service.listener._waitingForPort.addCallback(tell_parent)
+        service.listener._waitingForPort.addCallbacks(tell_parent, not_listening)
 
     reactor.callWhenRunning(started)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+    if exit_code:
+        raise SystemExit(exit_code[0])
 
 
 if __name__ == "__main__":
