@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+
 from bench.procs import Children, Servers, kafka_direct, start_all
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 

@@ -11,12 +11,13 @@ import sys
 from typing import Any
 
 import orjson
-from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
 from klein import Klein
 from twisted.internet import reactor
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web import server
 from twisted.web.iweb import IRequest
+
+from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
 
 app = Klein()
 #: What a GET returns: benchmark-like 100-byte messages.

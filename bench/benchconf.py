@@ -2,7 +2,7 @@
 
 import os
 
-HOSTS = [os.environ["BENCH_KAFKA"]]
-from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS
+from flasfka.kafka import settings as kafka_settings
 
-CONSUMER_CONFIG = dict(TANSU_CONSUMER_SETTINGS)
+HOSTS = [os.environ["BENCH_KAFKA"]]
+CONSUMER_CONFIG = dict(kafka_settings.TANSU_CONSUMER_SETTINGS)

@@ -16,9 +16,9 @@ import uuid
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from flasfka.config import Config
 
-from flasfka.gateway import client_settings
+from flasfka.app.config import Config
+from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS, client_settings
 
 #: A ~100-byte benchmark message; the GET script counts values starting with "bench-".
 VALUE = b"bench-" + b"x" * 94

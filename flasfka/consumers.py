@@ -84,7 +84,11 @@ class ConsumerRegistry:
     def _close(self, ids: tuple[str, str]) -> None:
         d = self._consumers.pop(ids).member.close()
         self._closing.add(d)
-        d.addBoth(lambda result: (self._closing.discard(d), result)[1])
+        d.addBoth(self._closed, d)
+
+    def _closed(self, result: object, d: Deferred[None]) -> object:
+        self._closing.discard(d)
+        return result
 
     def close_all(self) -> Deferred[None]:
         """Close every consumer (each leaves its group); fires when all are closed."""

@@ -94,8 +94,10 @@ class Gateway:
         )
 
     def _check_running(self) -> None:
-        if self.stopping or self.producer is None or self.admin is None:
+        if self.stopping:
             raise Unavailable("flasfka is shutting down", retry_after=1)
+        if self.producer is None or self.admin is None:
+            raise Unavailable("flasfka is starting", retry_after=1)
 
     async def produce(self, topic: str, values: list[bytes], key: bytes | None) -> None:
         """Send values to topic in order; return once the broker acknowledged all of them."""

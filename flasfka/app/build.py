@@ -19,7 +19,13 @@ from flasfka import __version__
 from flasfka.app.broker import EmbeddedBroker, free_port, tansu_binary
 from flasfka.app.config import Config
 from flasfka.app.logs import stdout_observer
-from flasfka.app.services import KafkaService, idle_expiry, new_pool, run_blocking_on
+from flasfka.app.services import (
+    KafkaService,
+    ListenWhenReady,
+    idle_expiry,
+    new_pool,
+    run_blocking_on,
+)
 from flasfka.app.sharing import WORKER_HEADER, WorkerIdentity, scheme_of
 from flasfka.app.shutdown import GracefulListener, OrderedMultiService
 from flasfka.gateway import Gateway
@@ -47,6 +53,8 @@ class Flasfka(OrderedMultiService):
         self.gateway: Gateway
         self.site: ObservedSite
         self.listener: GracefulListener
+        #: The handler objects the route table names ("topics", "ops").
+        self.handlers: dict[str, object]
 
     def setServiceParent(self, parent: Any) -> None:  # noqa: N802 (Twisted's name)
         """Join parent; if it is twistd's application, give it the JSON log observer.
@@ -99,7 +107,8 @@ def build(
     metrics = GatewayMetrics(worker.metrics_dir if worker is not None else None)
     pool = new_pool()
     gateway = Gateway(reactor, config, run_blocking_on(reactor, pool), metrics)
-    KafkaService(reactor, config, gateway, pool, broker_ready).setServiceParent(top)
+    kafka = KafkaService(reactor, config, gateway, pool, broker_ready)
+    kafka.setServiceParent(top)
     idle_expiry(gateway, config, reactor).setServiceParent(top)
     if worker is not None:
         gauges = TimerService(1.0, metrics.refresh)
@@ -120,6 +129,7 @@ def build(
             is_draining=is_draining,
             clock=reactor,
             stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
+            max_limit=config.CONSUMER_MAX_LIMIT,
         ),
     }
     site = make_site(
@@ -132,18 +142,19 @@ def build(
         worker_header=None if worker is None else (WORKER_HEADER, [str(worker.id).encode()]),
     )
     if isinstance(endpoint, str):
-        description = endpoint
         try:
-            endpoint = endpoints.serverFromString(reactor, endpoint)
+            listening = endpoints.serverFromString(reactor, endpoint)
         except (ValueError, TypeError) as e:
-            raise BuildError(f"bad --port {description!r}: {e}") from None
-        scheme = scheme_of(description)
+            raise BuildError(f"bad --port {endpoint!r}: {e}") from None
+        scheme = scheme_of(endpoint)
     else:
-        scheme = "http"
-    listener = GracefulListener(endpoint, site, config.SHUTDOWN_GRACE, scheme)
+        listening, scheme = endpoint, "http"
+    listener = GracefulListener(
+        ListenWhenReady(listening, kafka.clients_started), site, config.SHUTDOWN_GRACE, scheme
+    )
     listener.setServiceParent(top)
 
-    top.gateway, top.site, top.listener = gateway, site, listener
+    top.gateway, top.site, top.listener, top.handlers = gateway, site, listener, handlers
     log.info("flasfka {version} starting", version=__version__)
     return top
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from flasfka.app.config import Config
 from flasfka.gateway import Gateway
@@ -45,21 +48,35 @@ class KafkaService(Service):
         self._pool = pool
         self.gateway = gateway
         self._broker_ready = broker_ready
-        self._started: Deferred[None] = succeed(None)
+        self._started: list[Deferred[None]] = []
+        self._clients_started = False
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """Start the pool, then the Kafka clients once the broker is ready."""
         super().startService()
         self._pool.start()
         if self._broker_ready is None:
-            self._start_clients()
+            self._start_clients(None)
         else:
-            self._started = self._broker_ready.addCallback(lambda _: self._start_clients())
+            self._broker_ready.addCallback(self._start_clients)
 
-    def _start_clients(self) -> None:
+    def clients_started(self) -> Deferred[None]:
+        """A Deferred that fires once the Kafka clients exist (at once if they do)."""
+        if self._clients_started:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._started.append(d)
+        return d
+
+    def _start_clients(self, _: object) -> None:
         if not self.running:
             return
         self.gateway.start()
+        self._clients_started = True
+        waiting, self._started = self._started, []
+        for d in waiting:
+            if not d.called:  # a listener stopped before it listened cancels its wait
+                d.callback(None)
         kafka = self._config.KAFKA_CONFIG
         log.info(
             "Kafka brokers: {hosts} (security.protocol={protocol}, sasl.mechanism={mechanism})",
@@ -83,6 +100,21 @@ class KafkaService(Service):
     def _stop_pool(self, result: object) -> object:
         self._pool.stop()
         return result
+
+
+@implementer(IStreamServerEndpoint)
+class ListenWhenReady:
+    """An endpoint that listens once ready() fires: no request arrives before the Kafka
+    clients exist (with an embedded broker, they start once it listens)."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, ready: Callable[[], Deferred[None]]):
+        self._endpoint = endpoint
+        self._ready = ready
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        """Listen on the wrapped endpoint once ready; cancelling stops waiting."""
+        d = self._ready()
+        return d.addCallback(lambda _: self._endpoint.listen(factory))
 
 
 def new_pool() -> ThreadPool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 
@@ -52,6 +52,7 @@ class GracefulListener(StreamServerEndpointService):
     def privilegedStartService(self) -> None:  # noqa: N802 (Twisted's name)
         """Listen, and log the address once the port is open."""
         super().privilegedStartService()
+        assert self._waitingForPort is not None  # set by privilegedStartService
         self._waitingForPort.addCallback(self._listening)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
@@ -66,5 +67,6 @@ class GracefulListener(StreamServerEndpointService):
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted's name)
         """Stop accepting connections, then let in-flight requests finish (bounded)."""
         d = super().stopService()
+        d.addErrback(lambda f: f.trap(CancelledError))  # stopped before it listened
         d.addCallback(lambda _: self._site.drain(self._grace))
         return d

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from twisted.logger import Logger
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 log = Logger(namespace="flasfka.access")
 
@@ -16,7 +16,7 @@ def _text(raw: bytes) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-def log_access(request: IRequest, seconds: float) -> None:
+def log_access(request: Request, seconds: float) -> None:
     """Log method, path, status, body bytes sent and duration of a finished request.
 
     The line is formatted here, once, and the event's format only names it: twisted.logger's

@@ -10,6 +10,7 @@ import io
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
@@ -45,8 +46,10 @@ class GatewayRequest(server.Request):
         """Store a chunk unless the body has passed the limit."""
         if self._refused:
             return
-        if self.content.tell() + len(data) > self.max_body_size:
-            self.content.close()
+        content = self.content
+        assert content is not None  # Request.gotLength made it
+        if content.tell() + len(data) > self.max_body_size:
+            content.close()
             self._refuse("chunked body")
             return
         super().handleContentChunk(data)
@@ -55,14 +58,16 @@ class GatewayRequest(server.Request):
         self._refused = True
         self.content = io.BytesIO()
         self.requestHeaders.removeHeader(b"Expect")
-        self.channel.transport.write(
+        transport = self.channel.transport
+        assert transport is not None  # a request being received has its connection
+        transport.write(
             raw_error(
                 413,
                 "Payload Too Large",
                 f"{what} is over the limit of {self.max_body_size} bytes (MAX_BODY_SIZE)",
             )
         )
-        self.channel.transport.loseConnection()
+        transport.loseConnection()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
         """Route the request, unless it was already answered with 413."""
@@ -102,7 +107,7 @@ class GatewayChannel(http.HTTPChannel):
         self._stop_deadline()
         super().allContentReceived()
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 (Twisted's name)
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """Stop the deadline with the connection."""
         self._stop_deadline()
         super().connectionLost(reason)
@@ -128,13 +133,15 @@ class GatewayChannel(http.HTTPChannel):
         self.loseConnection()
 
     def _answer(self, status: int, reason: str, message: str) -> None:
+        assert self.transport is not None  # only called while connected
         self.transport.write(raw_error(status, reason, message))
 
     def _too_slow(self) -> None:
         self._deadline = None
         if self._handlingRequest:
             return
-        self._log.info("request not received in time from {peer}", peer=self.transport.getPeer())
+        peer = self.transport.getPeer() if self.transport is not None else "-"
+        self._log.info("request not received in time from {peer}", peer=peer)
         self._answer(
             408,
             "Request Timeout",

@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from flasfka.errors import FlasfkaError
 from flasfka.http.rendering import json_error
@@ -28,7 +28,7 @@ _TOPIC = re.compile(TOPIC_PATTERN.encode())
 _NAME = re.compile(PLAIN_NAME_PATTERN.encode())
 
 #: A handler of a hot route: (request, topic, name or None) -> its body.
-HotHandler = Callable[[IRequest, str, Any], Coroutine[Any, Any, bytes]]
+HotHandler = Callable[[Request, str, Any], Coroutine[Any, Any, bytes]]
 
 
 class HotPath:
@@ -43,9 +43,10 @@ class HotPath:
                 handler = getattr(handlers[owner], name)
                 self._routes[(route.method.encode(), route.segments)] = handler
 
-    def serve(self, request: IRequest) -> bool:
+    def serve(self, request: Request) -> bool:
         """Answer request if it is on a hot route with plain segments; else return False."""
         postpath = request.postpath  # path segments, already percent-decoded by Twisted
+        assert postpath is not None  # set by Site.getResourceFor
         handler = self._routes.get((request.method, len(postpath)))
         if (
             handler is None
@@ -60,7 +61,7 @@ class HotPath:
         return True
 
 
-def _respond(request: IRequest, d: Deferred[bytes]) -> None:
+def _respond(request: Request, d: Deferred[bytes]) -> None:
     finished = False
 
     def on_finish(result: object) -> None:
@@ -84,10 +85,11 @@ def _respond(request: IRequest, d: Deferred[bytes]) -> None:
             if not failure.check(CancelledError):
                 log.failure("Unhandled error processing request", failure)
             return
-        if failure.check(FlasfkaError):
-            write(json_error(request, failure.value))  # type: ignore[arg-type]
+        error = failure.value
+        if isinstance(error, FlasfkaError):
+            write(json_error(request, error))
         else:
-            request.processingFailed(failure)  # type: ignore[attr-defined]
+            request.processingFailed(failure)
 
     d.addCallbacks(write, fail).addErrback(
         lambda f: log.failure("Unhandled error writing response", f)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any
 
 from flasfka import __version__
@@ -23,20 +25,25 @@ _HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Answers any request can get, whatever its route.
-_ANY_ROUTE = {
-    "408": {"$ref": "#/components/responses/Timeout"},
-    "431": {"$ref": "#/components/responses/HeadersTooLarge"},
-}
+#: Path parameters that share one place in the path: "/{topic}/{key}/" (POST) and
+#: "/{topic}/{group}/" (GET) are one path to OpenAPI, which forbids two templates alike.
+_SHARED_SEGMENT = re.compile(r"\{(key|group)\}")
 
 
-def _parameter(param: Param) -> dict[str, Any]:
+def spec_path(template: str) -> str:
+    """The OpenAPI path of a route template (a key or group segment is "{name}")."""
+    return _SHARED_SEGMENT.sub("{name}", template)
+
+
+def _parameter(param: Param, bounds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if param.where == "path" and param.name in ("key", "group"):
+        param = dataclasses.replace(param, name="name")
     return {
         "name": param.name,
         "in": param.where,
         "required": param.required or param.where == "path",
         "description": param.description,
-        "schema": param.schema,
+        "schema": {**param.schema, **bounds.get(param.name, {})},
     }
 
 
@@ -49,14 +56,14 @@ def _answer(answer: Answer) -> dict[str, Any]:
     return described
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _operation(route: Route, bounds: dict[str, dict[str, Any]]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": route.name,
         "summary": route.summary,
         "responses": {str(status): _answer(a) for status, a in sorted(route.answers.items())},
     }
     if route.parameters:
-        operation["parameters"] = [_parameter(p) for p in route.parameters]
+        operation["parameters"] = [_parameter(p, bounds) for p in route.parameters]
     if route.body is not None:
         operation["requestBody"] = {
             "required": True,
@@ -65,11 +72,14 @@ def _operation(route: Route) -> dict[str, Any]:
     return operation
 
 
-def openapi_document() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document."""
+def openapi_document(bounds: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document; bounds adds config limits to parameter schemas
+    (e.g. {"limit": {"maximum": CONSUMER_MAX_LIMIT}})."""
+    bounds = bounds or {}
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
-        paths.setdefault(route.template, {})[route.method.lower()] = _operation(route)
+        operation = _operation(route, bounds)
+        paths.setdefault(spec_path(route.template), {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {
@@ -80,17 +90,5 @@ def openapi_document() -> dict[str, Any]:
             'every error is JSON {"error", "status"}.',
         },
         "paths": paths,
-        "components": {
-            "schemas": {"Error": _ERROR_SCHEMA},
-            "responses": {
-                "Timeout": {
-                    "description": "The request did not arrive within HTTP_IDLE_TIMEOUT",
-                    "content": {"application/json": {"schema": _ERROR_SCHEMA}},
-                },
-                "HeadersTooLarge": {
-                    "description": "A request line or header is over the limit",
-                    "content": {"application/json": {"schema": _ERROR_SCHEMA}},
-                },
-            },
-        },
+        "components": {"schemas": {"Error": _ERROR_SCHEMA}},
     }

@@ -30,6 +30,7 @@ class OpsRoutes:
         clock: ReactorLike,
         probe_timeout: float = 2.0,
         stall_window: float = 60.0,
+        max_limit: int = 10000,
     ) -> None:
         self._gateway = gateway
         self._metrics = metrics
@@ -37,7 +38,7 @@ class OpsRoutes:
         self._clock = clock
         self._probe_timeout = probe_timeout
         self._stall_window = stall_window
-        self._openapi = orjson.dumps(openapi_document())
+        self._openapi = orjson.dumps(openapi_document({"limit": {"maximum": max_limit}}))
 
     def index(self, request: IRequest) -> bytes:
         """What this server is and where to go next."""

@@ -36,7 +36,7 @@ STATUS_OF: dict[type[FlasfkaError], int] = {
 def status_of(error: FlasfkaError) -> int:
     """The HTTP status that answers error."""
     for cls in type(error).__mro__:
-        status = STATUS_OF.get(cls)  # type: ignore[call-overload]
+        status = STATUS_OF.get(cls)
         if status is not None:
             return status
     return 500

@@ -98,7 +98,7 @@ class GatewayRoot(Resource):
 
     def render(self, request: IRequest) -> Any:
         """Answer OPTIONS and non-UTF-8 paths here, serve a hot route, or hand it to Klein."""
-        if self._hot.serve(request):
+        if self._hot.serve(request):  # type: ignore[arg-type]  # Site's Request
             return NOT_DONE_YET
         try:
             unquote_to_bytes(request.path).decode("utf-8")

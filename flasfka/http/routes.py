@@ -80,14 +80,14 @@ KEY = Param(
     "key",
     "path",
     {"type": "string", "minLength": 1},
-    "Record key of every message of the POST (UTF-8)",
+    "POST: the record key of every message (UTF-8, percent-decoded, may hold '/')",
     required=True,
 )
 GROUP = Param(
     "group",
     "path",
     {"type": "string", "minLength": 1, "maxLength": 255},
-    "Consumer group (DEFAULT_GROUP for GET /{topic}/)",
+    "GET: the consumer group (GET /{topic}/ reads for DEFAULT_GROUP)",
     required=True,
 )
 LIMIT = Param(

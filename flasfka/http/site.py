@@ -51,7 +51,7 @@ class ObservedSite(server.Site):
     each one can be seen and closed when draining.
     """
 
-    protocol = HTTPChannel
+    protocol = HTTPChannel  # type: ignore[assignment]  # HTTP/1.x only, see above
 
     def __init__(
         self,
@@ -65,7 +65,7 @@ class ObservedSite(server.Site):
         self._draining = draining if draining is not None else Draining()
         self._clock = clock
         self._metrics = metrics
-        self.requestFactory = _TimedRequests(self, self.requestFactory)
+        self.requestFactory = _TimedRequests(self, self.requestFactory)  # type: ignore[assignment]
         self._started: dict[server.Request, float] = {}
         self._connections: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
         self._drained: Deferred[None] | None = None
@@ -81,7 +81,7 @@ class ObservedSite(server.Site):
         """Requests received and not yet answered (or dropped)."""
         return len(self._started)
 
-    def buildProtocol(self, addr: Any) -> HTTPChannel:  # noqa: N802 (Twisted's name)
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 (Twisted's name)
         """Remember each connection, to close the idle ones when draining."""
         channel = super().buildProtocol(addr)
         self._connections.add(channel)
@@ -99,7 +99,7 @@ class ObservedSite(server.Site):
         if self._drained is not None and not self._started and not self._drained.called:
             self._drained.callback(None)
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: server.Request) -> None:  # type: ignore[override]
         """Called by twisted.web when a response is finished: log and count it."""
         started = self._started.get(request)
         seconds = self._clock.seconds() - started if started is not None else 0.0
@@ -138,7 +138,7 @@ class ObservedSite(server.Site):
             count=len(self._started),
         )
         self._drained = Deferred()
-        self._drained.addTimeout(grace, self._clock, onTimeoutCancel=self._cut)
+        self._drained.addTimeout(grace, self._clock, onTimeoutCancel=self._cut)  # type: ignore[arg-type]
         return self._drained
 
     def _cut(self, result: object, timeout: float) -> None:
@@ -149,19 +149,19 @@ class ObservedSite(server.Site):
             grace=timeout,
         )
         for request in list(self._started):
-            if request.transport is not None:
-                request.transport.abortConnection()
+            transport: Any = request.transport
+            if transport is not None:
+                transport.abortConnection()
 
 
 def make_site(
     resource: IResource,
     max_body_size: int,
     idle_timeout: float,
-    site_class: type[server.Site] = ObservedSite,
     worker_header: tuple[bytes, list[bytes]] | None = None,
     **site_options: Any,
-) -> server.Site:
-    """A Site (of site_class, given site_options) with flasfka's request and channel classes.
+) -> ObservedSite:
+    """An ObservedSite (given site_options) with flasfka's request and channel classes.
 
     idle_timeout (HTTP_IDLE_TIMEOUT) bounds both the idle time of a connection and the time
     a request may take to arrive; a client that stops reading is aborted after as long again.
@@ -172,10 +172,10 @@ def make_site(
         (GatewayRequest,),
         {"max_body_size": max_body_size, "worker_header": worker_header},
     )
-    site = site_class(
+    site = ObservedSite(
         resource, requestFactory=request_factory, timeout=idle_timeout, **site_options
     )
-    site.protocol = type(
+    site.protocol = type(  # type: ignore[assignment]  # a subclass made here
         "FlasfkaChannel",
         (GatewayChannel,),
         {"request_timeout": idle_timeout, "abortTimeout": idle_timeout},

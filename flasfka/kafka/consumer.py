@@ -53,12 +53,12 @@ def _records(topic: str, messages: list[Message]) -> tuple[list[Record], list[in
             records.append(
                 Record(
                     topic,
-                    message.partition(),
-                    message.offset(),
+                    message.partition(),  # type: ignore[arg-type]  # set on every fetched record
+                    message.offset(),  # type: ignore[arg-type]
                     message.timestamp()[1],
                     key,
                     value,
-                    message.headers(),
+                    message.headers(),  # type: ignore[arg-type]  # a list of pairs, as fetched
                 )
             )
             if value is not None:
@@ -66,7 +66,7 @@ def _records(topic: str, messages: list[Message]) -> tuple[list[Record], list[in
             if key is not None:
                 size += len(key)
         elif error.code() == KafkaError._PARTITION_EOF:
-            ends.append(message.partition())
+            ends.append(message.partition())  # type: ignore[arg-type]
         else:
             errors.append(describe(error))
     return records, ends, size, errors
@@ -251,6 +251,10 @@ class GroupMember:
                 d.errback(Unavailable("the consumer closed before committing; try again"))
         return result
 
+    def _forget_pending(self, result: object, d: Deferred[Any]) -> object:
+        self._pending.discard(d)
+        return result
+
     def _run_commands(self) -> None:
         """Run the commands queued by the reactor (poll thread)."""
         while True:
@@ -266,7 +270,7 @@ class GroupMember:
             return fail(Unavailable("the consumer is closed; try again"))
         d: Deferred[Any] = Deferred()
         self._pending.add(d)
-        d.addBoth(lambda result: (self._pending.discard(d), result)[1])
+        d.addBoth(self._forget_pending, d)
         call = self._reactor.callFromThread
 
         def command() -> None:

@@ -12,10 +12,14 @@ from flasfka.kafka.errors import describe
 class KafkaConfig(Protocol):
     """The config keys these settings are built from (flasfka.app.config.Config has them)."""
 
-    HOSTS: list[str]
-    KAFKA_CONFIG: dict[str, Any]
-    PRODUCER_CONFIG: dict[str, Any]
-    CONSUMER_CONFIG: dict[str, Any]
+    @property
+    def HOSTS(self) -> list[str]: ...  # noqa: N802 (config keys are UPPER_CASE)
+    @property
+    def KAFKA_CONFIG(self) -> dict[str, Any]: ...  # noqa: N802
+    @property
+    def PRODUCER_CONFIG(self) -> dict[str, Any]: ...  # noqa: N802
+    @property
+    def CONSUMER_CONFIG(self) -> dict[str, Any]: ...  # noqa: N802
 
 
 #: librdkafka settings that KafkaProducer.send's acknowledgement relies on. Idempotence: within

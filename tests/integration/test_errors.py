@@ -161,7 +161,7 @@ async def test_unknown_routes_and_methods_are_json_client_errors(server):
         assert response.code == status, (method, path, response.code, body)
         assert body["status"] == status and body["error"], body
         assert response.headers.getRawHeaders("Content-Type") == ["application/json"]
-    response = await treq.get(f"{server.url}/{topic}")
+    response = await treq.get(f"{server.url}/{topic}", allow_redirects=False)
     assert response.code == 308
     assert response.headers.getRawHeaders("Location")[0].endswith(f"/{topic}/")
     assert (await response.json())["status"] == 308
@@ -177,3 +177,15 @@ async def test_the_root_describes_the_api(server):
     spec = await (await treq.get(server.url + body["links"]["openapi"])).json()
     assert spec["openapi"].startswith("3.1")
     assert {"/{topic}/", "/{topic}/{group}/", "/healthz"} <= set(spec["paths"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_group_librdkafka_cannot_take_is_400_and_the_server_lives(server):
+    # A white-space group.id made confluent-kafka abort the whole process.
+    topic = unique()
+    for group in ("%20", "%0C", "%09%0A", "a%00b"):
+        response = await treq.get(f"{server.url}/{topic}/{group}/")
+        body = await response.json()
+        assert response.code == 400, (group, body)
+        assert "white space" in body["error"]
+    await still_serving(server)

@@ -10,7 +10,6 @@ from twisted.internet import threads
 
 from flasfka.http.resource import klein_app
 from flasfka.http.site import make_site
-from flasfka.http.topics import TopicRoutes
 from flasfka.metrics import GatewayMetrics
 from tests.support.servers import unique
 
@@ -26,11 +25,8 @@ async def test_fast_path_and_klein_give_the_same_answers(server):
     from twisted.internet import reactor
 
     config = server.config
-    topics = TopicRoutes(
-        server.gateway, config.DEFAULT_GROUP, config.CONSUMER_LIMIT, config.CONSUMER_MAX_LIMIT
-    )
     klein_only = make_site(
-        klein_app({"topics": topics, "ops": object()}).resource(),
+        klein_app(server.service.handlers).resource(),
         config.MAX_BODY_SIZE,
         config.HTTP_IDLE_TIMEOUT,
         clock=reactor,

@@ -261,7 +261,7 @@ async def test_broker_trouble_is_logged_through_twisted_logger_not_raw_stderr(tm
     rdkafka = [e for e in events if e.get("log_namespace") == "flasfka.librdkafka"]
     assert any(e["facility"] == "FAIL" and nobody in e["text"] for e in rdkafka)
     assert all(e["log_level"].name == "warn" for e in rdkafka if e["facility"] == "FAIL")
-    warnings = [e for e in events if e.get("log_namespace") == "flasfka.kafka"]
+    warnings = [e for e in events if e.get("log_namespace") == "flasfka.kafka.producer"]
     assert any("brokers are down" in e.get("error", "") for e in warnings)
     assert "%3|" not in capfd.readouterr().err  # librdkafka's own stderr format
 

@@ -93,6 +93,15 @@ async def run_installed(venv_bin: Path, cwd: Path, *args: str) -> subprocess.Com
     )
 
 
+def assert_quiet_startup(output: str) -> None:
+    """Up to the first answered request, the log holds no warning and no error."""
+    startup = output.split("flasfka.access", 1)[0]
+    noisy = [line for line in startup.splitlines() if "#warn]" in line or "#error]" in line]
+    assert noisy == [], noisy
+    assert "Connection refused" not in startup
+    assert "delivery: a POST answers 2xx once the broker acknowledged" in startup
+
+
 @pytest_twisted.ensureDeferred
 async def test_twistd_lists_the_plugin(venv_bin, tmp_path):
     result = await run_installed(venv_bin, tmp_path, "twistd", "--help")
@@ -108,14 +117,18 @@ async def test_twistd_plugin_serves_on_the_embedded_broker(venv_bin, tmp_path):
     output = await threads.deferToThread(
         round_trip, command, port, installed_env(venv_bin), tmp_path, TWISTD_EXIT_CODES
     )
-    assert "embedded Tansu broker on 127.0.0.1:" in output
+    assert "embedded Tansu broker listening on 127.0.0.1:" in output
+    assert_quiet_startup(output)
 
 
 @pytest_twisted.ensureDeferred
 async def test_flasfka_serve_serves_on_the_embedded_broker(venv_bin, tmp_path):
     port = free_port()
     command = [str(venv_bin / "flasfka-serve"), "-e", "-p", str(port)]
-    await threads.deferToThread(round_trip, command, port, installed_env(venv_bin), tmp_path)
+    output = await threads.deferToThread(
+        round_trip, command, port, installed_env(venv_bin), tmp_path
+    )
+    assert_quiet_startup(output)  # what `make run` shows a newcomer
 
 
 @pytest_twisted.ensureDeferred

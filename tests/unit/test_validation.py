@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flasfka.errors import InvalidInput
-from flasfka.http.parsing import check_topic, parse_limit, parse_messages
+from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
 from flasfka.http.rendering import render_values
 from flasfka.records import Record
 
@@ -60,3 +60,16 @@ def test_render_values_keeps_every_value():
     records = [record(b"text \xc3\xa9"), record(None), record(b"\x80\x81")]
     assert render_values(records) == ["text é", None, {"base64": "gIE="}]
     assert render_values([record(b"a"), record(b"")]) == ["a", ""]
+
+
+@pytest.mark.parametrize(
+    "group", [" ", "\t", "\n", "\x0b", "\x0c", "\r", " \r\n", "a\x00b", "\x00"]
+)
+def test_groups_librdkafka_would_take_for_no_group_are_refused(group):
+    with pytest.raises(InvalidInput, match="white space"):
+        check_group(group)
+
+
+@pytest.mark.parametrize("group", ["a", " a", "a ", "\u00a0", "a\x0cb", "x" * 255])
+def test_legal_groups(group):
+    assert check_group(group) == group
