@@ -51,7 +51,7 @@ class AdoptingReactor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
-    def _adopt(self, factory: Factory) -> IListeningPort:
+    def _adopt(self, factory: Any) -> IListeningPort:
         port = self._reactor.adoptStreamPort(self._fd, self._family, factory)
         os.close(self._fd)
         return port

@@ -22,6 +22,9 @@ import signal
 import sys
 from typing import Any
 
+from twisted.internet.interfaces import IReadDescriptor
+from zope.interface import implementer
+
 #: The child file descriptors the parent maps (see the module docstring).
 LISTEN_FD = 3
 READY_FD = 4
@@ -40,6 +43,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@implementer(IReadDescriptor)
 class _ParentPipe:
     """Reads the parent's pipe on fd 0 in the reactor: commands, and the parent's death."""
 
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     # Before prometheus_client is imported: it picks its multiprocess mode then.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = args.metrics_dir
 
-    from twisted.internet import fdesc, reactor
+    from twisted.internet import fdesc
+    from twisted.internet import reactor as _reactor
     from twisted.logger import Logger, globalLogBeginner
 
     from flasfka.app.build import build, embedded_config
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     from flasfka.app.logs import stdout_observer, worker_observer
     from flasfka.app.sharing import WorkerIdentity, adopted_endpoint, scheme_of
 
+    reactor: Any = _reactor
     log = Logger(namespace="flasfka.worker")
     config = load_config(args.config)
     if args.broker:
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         redirectStandardIO=False,
     )
 
-    stopping = []
+    stopping: list[str] = []
 
     def stop(why: str) -> None:
         if stopping:
@@ -146,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         fdesc.setNonBlocking(0)
         reactor.addReader(_ParentPipe(retire, lambda: stop("the parent process is gone")))
         service.startService()
-        service.listener._waitingForPort.addCallbacks(tell_parent, not_listening)
+        listening = service.listener._waitingForPort
+        assert listening is not None  # set by startService
+        listening.addCallbacks(tell_parent, not_listening)
 
     reactor.callWhenRunning(started)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

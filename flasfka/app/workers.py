@@ -81,7 +81,7 @@ class WorkerProcess(ProcessProtocol):
             self._ready.callback(True)
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802 (Twisted's name)
-        value = reason.value
+        value: Any = reason.value
         if getattr(value, "signal", None):
             how = f"killed by signal {value.signal}"
         else:
@@ -98,7 +98,13 @@ class WorkerProcess(ProcessProtocol):
     def ready(self) -> Deferred[bool]:
         """Fires True once the worker listens, False if it ended first."""
         d: Deferred[bool] = Deferred()
-        self._ready.addBoth(lambda ok: (d.called or d.callback(ok), ok)[1])
+
+        def tell(ok: bool) -> bool:
+            if not d.called:
+                d.callback(ok)
+            return ok
+
+        self._ready.addCallback(tell)
         return d
 
     def signal(self, name: str) -> None:
@@ -326,8 +332,7 @@ class WorkerSupervisor(Service):
         if live:
             log.info("stopping {count} workers", count=len(live))
         d = DeferredList([self._ended_within(w, self._stop_seconds) for w in live])
-        d.addCallback(lambda _: self._cleanup())
-        return d
+        return d.addCallback(lambda _: self._cleanup())
 
     def _live_processes(self) -> list[WorkerProcess]:
         return sorted(self._alive, key=lambda w: (w.id, w.started))
