@@ -19,6 +19,9 @@ from flasfka.reactor import ReactorLike
 
 log = Logger(namespace="flasfka.site")
 
+#: Seconds a connection accepted just before draining gets to send its first request.
+FIRST_REQUEST_SECONDS = 1.0
+
 
 class _TimedRequests:
     """The Site's request factory: stamps each new request and tracks it until it ends."""
@@ -68,6 +71,8 @@ class ObservedSite(server.Site):
         self.requestFactory = _TimedRequests(self, self.requestFactory)  # type: ignore[assignment]
         self._started: dict[server.Request, float] = {}
         self._connections: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
+        #: Connections that have not sent a request yet.
+        self._fresh: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
         self._drained: Deferred[None] | None = None
         metrics.watch_gauge(metrics.requests_in_flight, lambda: len(self._started))
 
@@ -85,11 +90,13 @@ class ObservedSite(server.Site):
         """Remember each connection, to close the idle ones when draining."""
         channel = super().buildProtocol(addr)
         self._connections.add(channel)
+        self._fresh.add(channel)
         return channel
 
     def request_started(self, request: server.Request) -> None:
         """A request line arrived: time it until it is answered or its connection is lost."""
         self._started[request] = self._clock.seconds()
+        self._fresh.discard(request.channel)
         request.notifyFinish().addBoth(self._ended, request)
         if self.draining:
             self._stop_keeping_alive(request)
@@ -121,15 +128,34 @@ class ObservedSite(server.Site):
         """Close idle connections, let in-flight requests finish for up to grace seconds.
 
         Connections still busy after grace are aborted. Call it once the port stopped
-        listening; fires when no connection is left.
+        listening; fires when no connection is left. A connection accepted but without a
+        request yet (it may be on its way: the client just connected, or the socket is
+        shared with other worker processes) first gets FIRST_REQUEST_SECONDS to send it,
+        answered with ``Connection: close``. Idle connections that already had a request are
+        closed at once (HTTP clients retry a request on such a keep-alive connection).
         """
         self._draining.is_set = True
-        for request in list(self._started):
-            self._stop_keeping_alive(request)
+        waiting = [c for c in self._fresh if c.transport is not None]
+        if waiting and grace > 0:
+            self._close_idle(keep_fresh=True)
+            window = min(FIRST_REQUEST_SECONDS, grace)
+            d: Deferred[None] = Deferred()
+            self._clock.callLater(window, d.callback, None)
+            return d.addCallback(lambda _: self._drain_now(grace - window))
+        return self._drain_now(grace)
+
+    def _close_idle(self, keep_fresh: bool) -> None:
         busy = {request.channel for request in self._started}
         for channel in list(self._connections):
-            if channel not in busy and channel.transport is not None:
+            if channel in busy or channel.transport is None:
+                continue
+            if not (keep_fresh and channel in self._fresh):
                 channel.loseConnection()
+
+    def _drain_now(self, grace: float) -> Deferred[None]:
+        for request in list(self._started):
+            self._stop_keeping_alive(request)
+        self._close_idle(keep_fresh=False)
         if not self._started:
             return succeed(None)
         log.info(
