@@ -210,7 +210,17 @@ def main() -> None:
     parser.add_argument(
         "--posts-only", action="store_true", help="only the full-speed POSTs (no table)"
     )
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="compare 1 and 2 worker processes (bench/workers.py)",
+    )
     args = parser.parse_args()
+    if args.workers:
+        from bench import workers
+
+        workers.main()
+        return
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-"))
     bodies = {}
     for n in (1, 100):
