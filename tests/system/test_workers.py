@@ -307,3 +307,12 @@ async def test_sigterm_under_load_loses_no_acknowledged_message(broker, tmp_path
     written = {v.decode() for _, v in await read_topic(broker.address, topic)}
     assert set(acknowledged) <= written
     assert len(acknowledged) >= 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_single_process_names_no_worker(server):
+    for path in ("/healthz", "/metrics", f"/{unique()}/"):
+        response = await treq.get(server.url + path, persistent=False)
+        await response.content()
+        assert response.headers.getRawHeaders("X-Flasfka-Worker") is None, path
+        assert response.headers.getRawHeaders("X-Flasfka-Version")
