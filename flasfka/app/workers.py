@@ -359,6 +359,8 @@ def _worker_env(metrics_dir: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     source = str(Path(flasfka.__file__).resolve().parents[1])
+    if Path(source).name in ("site-packages", "dist-packages"):
+        return env  # installed: the same interpreter finds it
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = source if not path else f"{source}{os.pathsep}{path}"
     return env
