@@ -219,7 +219,7 @@ def main() -> None:
     if args.workers:
         from bench import workers
 
-        workers.main()
+        workers.main(args.repeats if args.repeats != 3 else 2)
         return
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-"))
     bodies = {}

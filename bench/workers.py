@@ -1,4 +1,4 @@
-"""`python -m bench --workers`: flasfka with 1 and with 2 worker processes, one run of each.
+"""`python -m bench --workers`: flasfka with 1 and with 2 worker processes, compared.
 
 For each worker count: requests per second at full speed (POST 1, POST 100, GET limit=1000,
 wrk closed loop), then the CPU time of every flasfka process (parent and workers, from
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import tempfile
 import time
 import urllib.request
@@ -186,7 +187,7 @@ def table(results: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(repeats: int = 2) -> None:
     """Tansu, a pre-filled topic, then flasfka with 1 and with 2 workers; print the table."""
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-workers-"))
     bodies = {}
@@ -215,14 +216,19 @@ def main() -> None:
         finally:
             probe.stop()
         kafka_direct("produce", broker, topic, PREFILL)
-        for workers in (1, 2):
-            results[workers] = measure(workers, broker, topic, bodies, work)
-            print(
-                f"{workers} worker(s): "
-                + ", ".join(f"{k}={v:.4g}" for k, v in results[workers].items())
-            )
+        # ABBA order, so that a drift of the machine's load weighs on both counts alike.
+        order = [1, 2, 2, 1] * (repeats // 2) + [1, 2] * (repeats % 2)
+        runs: dict[int, list[dict]] = {1: [], 2: []}
+        for i, workers in enumerate(order):
+            logs = work / f"run{i + 1}"
+            logs.mkdir()
+            runs[workers].append(measure(workers, broker, topic, bodies, logs))
+            figures = ", ".join(f"{k}={v:.4g}" for k, v in runs[workers][-1].items())
+            print(f"{workers} worker(s): {figures}", flush=True)
+        for workers, measured in runs.items():
+            results[workers] = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
     finally:
         children.stop()
-    print(f"\nflasfka with worker processes: one run each, wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s")
-    print(f"per run, {os.cpu_count()} CPUs shared with wrk and Tansu (logs: {work})")
+    print(f"\nflasfka with worker processes: medians of {repeats} runs each (ABBA order),")
+    print(f"wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s per run, {os.cpu_count()} CPUs shared with wrk and Tansu (logs: {work})")
     print(table(results))

@@ -54,6 +54,7 @@ class AdoptingReactor:
     def _adopt(self, factory: Any) -> IListeningPort:
         port = self._reactor.adoptStreamPort(self._fd, self._family, factory)
         os.close(self._fd)
+        port.__class__ = _one_accept_at_a_time(type(port))
         return port
 
     def listenTCP(self, port: int, factory: Factory, backlog: int = 50, interface: str = "") -> Any:  # noqa: N802
@@ -80,6 +81,26 @@ class AdoptingReactor:
     def adoptStreamPort(self, fd: int, family: int, factory: Factory) -> Any:  # noqa: N802
         """systemd: endpoints: adopt the parent's socket, not the one systemd passed it."""
         return self._adopt(factory)
+
+
+_ONE_ACCEPT: dict[type, type] = {}
+
+
+def _one_accept_at_a_time(port_class: type) -> type:
+    """port_class, accepting one connection each time the socket is readable.
+
+    Twisted's Port accepts up to ``numberAccepts`` connections per wakeup (100 and growing),
+    so the first worker to wake takes a whole burst (e.g. a client's pool of connections)
+    and the others get none. Every worker is woken for every new connection; accepting one
+    each leaves the rest of a burst to the others, as nginx does by default
+    (``multi_accept off``).
+    """
+    made = _ONE_ACCEPT.get(port_class)
+    if made is None:
+        one = property(lambda self: 1, lambda self, value: None)
+        made = type(f"OneAccept{port_class.__name__}", (port_class,), {"numberAccepts": one})
+        _ONE_ACCEPT[port_class] = made
+    return made
 
 
 def adopted_endpoint(reactor: Any, description: str, fd: int, family: int) -> IStreamServerEndpoint:
