@@ -230,5 +230,6 @@ def main(repeats: int = 2) -> None:
     finally:
         children.stop()
     print(f"\nflasfka with worker processes: medians of {repeats} runs each (ABBA order),")
-    print(f"wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s per run, {os.cpu_count()} CPUs shared with wrk and Tansu (logs: {work})")
+    print(f"wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s per run, {os.cpu_count()} CPUs shared")
+    print(f"with wrk and Tansu (logs: {work})")
     print(table(results))
