@@ -316,3 +316,16 @@ async def test_a_single_process_names_no_worker(server):
         await response.content()
         assert response.headers.getRawHeaders("X-Flasfka-Worker") is None, path
         assert response.headers.getRawHeaders("X-Flasfka-Version")
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigint_stops_every_worker_and_the_parent_exits_0(broker, tmp_path):
+    instance = await start_instance(tmp_path, broker.address)
+    pids = instance.pids(1) + instance.pids(2)
+    instance.process.send_signal(signal.SIGINT)
+    assert await wait_exit(instance.process, 3 * GRACE) == 0
+    log = instance.log()
+    for pid in pids:
+        assert re.search(rf"\(pid {pid}\) stopping: SIGTERM", log), log
+        assert not os.path.exists(f"/proc/{pid}")
+    assert "all workers stopped" in log and "Traceback" not in log
