@@ -19,9 +19,7 @@ $(STAMP): $(SOURCES)
 run: $(STAMP)
 	$(BIN)/flasfka-serve --embedded-broker
 
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # python -m bench: flasfka against a bare Klein app and direct confluent-kafka (~3.5 min).
@@ -33,6 +31,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

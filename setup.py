@@ -45,9 +45,19 @@ setup(
             "cryptography>=42.0.0",
             "hypothesis>=6.100.0",
             "ruff>=0.6.0",
+            # the type checker of `make lint`, with zope.interface support for Twisted
+            "mypy>=1.10",
+            "mypy-zope>=1.0.5",
+            # generates requests from /openapi.json and checks the answers against it
+            "schemathesis>=4.0",
         ],
     },
-    entry_points={"console_scripts": ["flasfka-serve = flasfka.app.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "flasfka-serve = flasfka.app.cli:main",
+            "flasfka-passwd = flasfka.app.passwd:main",
+        ]
+    },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -211,11 +211,19 @@ def main() -> None:
         "--posts-only", action="store_true", help="only the full-speed POSTs (no table)"
     )
     parser.add_argument(
+        "--auth", action="store_true", help="only POST 1 msg with Basic auth on vs off"
+    )
+    parser.add_argument(
         "--workers",
         action="store_true",
         help="compare 1 and 2 worker processes (bench/workers.py)",
     )
     args = parser.parse_args()
+    if args.auth:
+        from bench.auth import report
+
+        print(report(args.seconds, args.repeats))
+        return
     if args.workers:
         from bench import workers
 

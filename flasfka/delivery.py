@@ -1,9 +1,9 @@
 """What a GET takes and commits.
 
-At-most-once (the seed's GET): the records a GET takes are committed before it answers. GETs
-that arrive while a commit is in flight wait for it, then take in arrival order and share one
-commit (a round): the same order and guarantee as one commit per GET under a lock, with one
-broker round trip per round.
+At-most-once (a GET without ack=explicit): the records a GET takes are committed before it
+answers. GETs that arrive while a commit is in flight wait for it, then take in arrival order
+and share one commit (a round): the same order and guarantee as one commit per GET under a
+lock, with one broker round trip per round.
 """
 
 from __future__ import annotations

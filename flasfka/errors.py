@@ -36,3 +36,7 @@ class Unavailable(FlasfkaError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotPermitted(FlasfkaError):
+    """The principal is authenticated but its ACL does not allow this (e.g. creating a topic)."""

@@ -99,8 +99,13 @@ class Gateway:
         if self.producer is None or self.admin is None:
             raise Unavailable("flasfka is starting", retry_after=1)
 
-    async def produce(self, topic: str, values: list[bytes], key: bytes | None) -> None:
-        """Send values to topic in order; return once the broker acknowledged all of them."""
+    async def produce(
+        self, topic: str, values: list[bytes], key: bytes | None, create: bool = True
+    ) -> None:
+        """Send values to topic in order; return once the broker acknowledged all of them.
+
+        create=False: a missing topic is NotPermitted instead of created.
+        """
         self._check_running()
         assert self.producer is not None and self.admin is not None
         key_size = len(key) if key else 0
@@ -114,7 +119,7 @@ class Gateway:
             return
         started = self._reactor.seconds()
         try:
-            ensuring = self.admin.ensure(topic)
+            ensuring = self.admin.ensure(topic, create)
             if ensuring is not None:
                 await ensuring
             # A POST without a key goes to one partition, so its messages are read in order.
@@ -128,11 +133,14 @@ class Gateway:
         self.produce_stalled = None
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
 
-    async def fetch(self, topic: str, group: str, limit: int) -> list[Record]:
-        """Up to limit messages of topic for group, committed before they are returned."""
+    async def fetch(self, topic: str, group: str, limit: int, create: bool = True) -> list[Record]:
+        """Up to limit messages of topic for group, committed before they are returned.
+
+        create=False: a missing topic is NotPermitted instead of created.
+        """
         self._check_running()
         assert self.admin is not None
-        ensuring = self.admin.ensure(topic)
+        ensuring = self.admin.ensure(topic, create)
         if ensuring is not None:
             await ensuring
         reader = self.consumers.get(topic, group)

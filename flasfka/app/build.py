@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.internet import endpoints
+from twisted.internet import endpoints, threads
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import ILogObserver, Logger
 
@@ -28,7 +28,10 @@ from flasfka.app.services import (
 )
 from flasfka.app.sharing import WORKER_HEADER, WorkerIdentity, scheme_of
 from flasfka.app.shutdown import GracefulListener, OrderedMultiService
+from flasfka.app.tls import require_client_certificates
 from flasfka.gateway import Gateway
+from flasfka.http.auth import Guard
+from flasfka.http.cors import Cors
 from flasfka.http.ops import OpsRoutes
 from flasfka.http.resource import GatewayRoot
 from flasfka.http.site import Draining, ObservedSite, make_site
@@ -83,11 +86,14 @@ def build(
     log_format: str | None = None,
     config_source: str = "defaults",
     worker: WorkerIdentity | None = None,
+    listen_reactor: Any = None,
 ) -> Flasfka:
     """flasfka listening on endpoint (a Twisted endpoint string or object).
 
     worker: this process is one of the workers of an instance (flasfka.app.worker); its
-    metrics are reported with the other workers', its responses name it.
+    metrics are reported with the other workers', its responses name it. listen_reactor
+    (default: reactor) is what an endpoint string listens with: a worker's AdoptingReactor
+    adopts the socket its parent bound.
     """
     top = Flasfka(log_format or config.LOG_FORMAT)
     broker_ready = None
@@ -132,8 +138,16 @@ def build(
             max_limit=config.CONSUMER_MAX_LIMIT,
         ),
     }
+    guard = None
+    if config.auth_enabled:
+        guard = Guard(
+            config,
+            reactor,
+            lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args),
+        )
+    cors = Cors(config.CORS_ORIGINS) if config.CORS_ORIGINS else None
     site = make_site(
-        GatewayRoot(handlers),
+        GatewayRoot(handlers, guard, cors),
         config.MAX_BODY_SIZE,
         config.HTTP_IDLE_TIMEOUT,
         clock=reactor,
@@ -143,12 +157,27 @@ def build(
     )
     if isinstance(endpoint, str):
         try:
-            listening = endpoints.serverFromString(reactor, endpoint)
+            listening = endpoints.serverFromString(listen_reactor or reactor, endpoint)
         except (ValueError, TypeError) as e:
             raise BuildError(f"bad --port {endpoint!r}: {e}") from None
         scheme = scheme_of(endpoint)
+        if config.TLS_CLIENT_CA:
+            try:
+                listening = require_client_certificates(listening, config.TLS_CLIENT_CA)
+            except ValueError as e:
+                raise BuildError(f"config error: {config_source}: TLS_CLIENT_CA: {e}") from None
+        if not config.auth_enabled and not _loopback_only(endpoint):
+            log.warn(
+                "listening on {endpoint} beyond loopback with no USERS, TOKENS or "
+                "TLS_CLIENT_CA: anyone who reaches it may produce and consume every topic",
+                endpoint=endpoint,
+            )
     else:
         listening, scheme = endpoint, "http"
+        if config.TLS_CLIENT_CA:
+            raise BuildError(
+                f"config error: {config_source}: TLS_CLIENT_CA needs an ssl: listener string"
+            )
     listener = GracefulListener(
         ListenWhenReady(listening, kafka.clients_started), site, config.SHUTDOWN_GRACE, scheme
     )
@@ -157,6 +186,17 @@ def build(
     top.gateway, top.site, top.listener, top.handlers = gateway, site, listener, handlers
     log.info("flasfka {version} starting", version=__version__)
     return top
+
+
+def _loopback_only(description: str) -> bool:
+    """Whether an endpoint string listens on a loopback interface or a UNIX socket only."""
+    if description.startswith("unix:"):
+        return True
+    for part in description.split(":"):
+        if part.startswith("interface="):
+            host = part[len("interface=") :].strip("[]")
+            return host in ("localhost", "::1") or host.startswith("127.")
+    return False
 
 
 __all__ = ["BuildError", "Flasfka", "build"]

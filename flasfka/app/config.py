@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from flasfka.kafka.settings import FIXED_PRODUCER_SETTINGS
+from flasfka.security.acl import Acl, BadRule
+from flasfka.security.hashing import BadHash, check_password_hash, check_token_hash
 
-#: The environment variable that names the config file, as in the seed.
+#: The environment variable that names the config file.
 CONFIG_ENV = "FLASFKA_CONFIG"
 
 
@@ -67,6 +70,32 @@ class Config:
     LOG_FORMAT: str = "text"
     #: Worker processes sharing the listening port: a number >= 1, or "auto" (one per CPU).
     WORKERS: int | str = 1
+    #: HTTP Basic users: name -> password hash from ``flasfka-passwd`` (empty: no Basic auth).
+    USERS: dict[str, Any] = field(default_factory=dict)
+    #: Bearer tokens: name -> token hash from ``flasfka-passwd --token``.
+    TOKENS: dict[str, Any] = field(default_factory=dict)
+    #: PEM file of the CA(s) whose client certificates an ssl: listener requires; the
+    #: certificate's subject CN is then the principal ("" = no client certificates).
+    TLS_CLIENT_CA: str = ""
+    #: Who may do what: [{"principal", "topics", "groups", "allow": [...]}], first match wins.
+    ACL: list[dict[str, Any]] = field(default_factory=list)
+    #: Whether /metrics needs an authenticated principal when authentication is on.
+    METRICS_AUTH: bool = True
+    #: Origins (exact, "scheme://host[:port]", or "*") browsers may call flasfka from.
+    CORS_ORIGINS: list[str] = field(default_factory=list)
+    #: Verified credentials remembered, so a slow password hash runs once per client.
+    AUTH_CACHE_SIZE: int = 1024
+    #: Failed authentications from one address within AUTH_FAILURE_WINDOW before 429.
+    AUTH_MAX_FAILURES: int = 10
+    #: Seconds over which AUTH_MAX_FAILURES are counted (and the 429 lasts at most).
+    AUTH_FAILURE_WINDOW: float = 60.0
+    #: Client addresses whose failures are tracked at once (the oldest are forgotten).
+    AUTH_TRACKED_ADDRESSES: int = 10000
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether any way to authenticate is configured (else every request is open)."""
+        return bool(self.USERS or self.TOKENS or self.TLS_CLIENT_CA)
 
     def validate(self, source: str) -> None:
         """Raise ConfigError for values of the right type but out of range."""
@@ -82,6 +111,10 @@ class Config:
             "CONSUMER_JOIN_TIMEOUT",
             "CONSUMER_IDLE_TIMEOUT",
             "HTTP_IDLE_TIMEOUT",
+            "AUTH_CACHE_SIZE",
+            "AUTH_MAX_FAILURES",
+            "AUTH_FAILURE_WINDOW",
+            "AUTH_TRACKED_ADDRESSES",
         )
         for key in positive:
             if getattr(self, key) <= 0:
@@ -108,11 +141,45 @@ class Config:
                     "relies on flasfka's own value (PRODUCE_TIMEOUT sets message.timeout.ms)"
                 )
 
+        validate_security(self, source)
+
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (e.g. HOSTS for the embedded broker)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Config(**values)
+
+
+_ORIGIN = re.compile(r"https?://[^/\s?#]+")
+
+
+def validate_security(config: Config, source: str) -> None:
+    """Raise ConfigError for unusable USERS, TOKENS, ACL or CORS_ORIGINS (naming no secret)."""
+    for key, check in (("USERS", check_password_hash), ("TOKENS", check_token_hash)):
+        for name, stored in getattr(config, key).items():
+            if not isinstance(name, str) or not name or (":" in name and key == "USERS"):
+                raise ConfigError(f"{source}: {key} names must be non-empty strings without ':'")
+            if not isinstance(stored, str):
+                raise ConfigError(f"{source}: {key}[{name!r}] must be a hash string")
+            try:
+                check(stored)
+            except BadHash as e:
+                raise ConfigError(f"{source}: {key}[{name!r}]: {e}") from None
+    try:
+        Acl.from_config(config.ACL)
+    except BadRule as e:
+        raise ConfigError(f"{source}: ACL: {e}") from None
+    if config.ACL and not config.auth_enabled:
+        raise ConfigError(
+            f"{source}: ACL is set but nobody can authenticate: set USERS, TOKENS or TLS_CLIENT_CA"
+        )
+    for origin in config.CORS_ORIGINS:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"{source}: CORS_ORIGINS entry {origin!r} is not '*' or scheme://host[:port]"
+            )
+    if config.TLS_CLIENT_CA and not os.path.isfile(config.TLS_CLIENT_CA):
+        raise ConfigError(f"{source}: TLS_CLIENT_CA {config.TLS_CLIENT_CA!r} is not a file")
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Config)}
@@ -134,6 +201,8 @@ def _type_ok(expected: str, value: Any) -> bool:
         return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     if expected == "dict[str, Any]":
         return isinstance(value, Mapping)
+    if expected == "list[dict[str, Any]]":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, Mapping) for v in value)
     raise AssertionError(f"unhandled config type {expected}")
 
 
@@ -163,6 +232,8 @@ def config_from_mapping(values: Mapping[str, Any], source: str) -> Config:
             value = list(value)
         elif expected == "dict[str, Any]":
             value = dict(value)
+        elif expected == "list[dict[str, Any]]":
+            value = [dict(v) for v in value]
         settings[key] = value
     config = Config(**settings)
     config.validate(source)

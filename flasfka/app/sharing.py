@@ -3,10 +3,10 @@
 The parent binds the port once (any endpoint string: tcp:, ssl:, unix:, systemd:) and hands
 the listening socket to each worker as an inherited file descriptor, as in Twisted's "sharing
 a listening port among processes" howto. A worker parses the same endpoint string against
-an ``AdoptingReactor``: the endpoint's ``listenTCP`` / ``listenSSL`` / ``listenUNIX`` call
-adopts the inherited socket (``reactor.adoptStreamPort``) instead of binding a new one, so
-``ssl:`` keeps its certificate and options, wrapped in TLS in the worker, and build() gets an
-ordinary IStreamServerEndpoint.
+an ``AdoptingReactor`` (build()'s listen_reactor): the endpoint's ``listenTCP`` /
+``listenSSL`` / ``listenUNIX`` call adopts the inherited socket (``reactor.adoptStreamPort``)
+instead of binding a new one, so ``ssl:`` keeps its certificate and options (and
+TLS_CLIENT_CA), wrapped in TLS in the worker, and build() wires an ordinary endpoint.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import endpoints
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 
 #: The response header naming the worker that answered (only with WORKERS > 1).
@@ -101,11 +100,6 @@ def _one_accept_at_a_time(port_class: type) -> type:
         made = type(f"OneAccept{port_class.__name__}", (port_class,), {"numberAccepts": one})
         _ONE_ACCEPT[port_class] = made
     return made
-
-
-def adopted_endpoint(reactor: Any, description: str, fd: int, family: int) -> IStreamServerEndpoint:
-    """The endpoint description parsed so that listening adopts the socket fd."""
-    return endpoints.serverFromString(AdoptingReactor(reactor, fd, family), description)
 
 
 def scheme_of(description: str) -> str:

@@ -28,6 +28,8 @@ from zope.interface import implementer
 #: The child file descriptors the parent maps (see the module docstring).
 LISTEN_FD = 3
 READY_FD = 4
+#: A worker's exit code when the config cannot be used: restarting it cannot help.
+EXIT_CONFIG = 78
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -88,27 +90,30 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor as _reactor
     from twisted.logger import Logger, globalLogBeginner
 
-    from flasfka.app.build import build, embedded_config
-    from flasfka.app.config import load_config
+    from flasfka.app.build import BuildError, build, embedded_config
+    from flasfka.app.config import ConfigError, load_config
     from flasfka.app.logs import stdout_observer, worker_observer
-    from flasfka.app.sharing import WorkerIdentity, adopted_endpoint, scheme_of
+    from flasfka.app.sharing import AdoptingReactor, WorkerIdentity
 
     reactor: Any = _reactor
     log = Logger(namespace="flasfka.worker")
-    config = load_config(args.config)
-    if args.broker:
-        config = embedded_config(config, args.broker)
-    identity = WorkerIdentity(args.id, args.metrics_dir)
-    endpoint = adopted_endpoint(reactor, args.port, LISTEN_FD, args.family)
-    service = build(
-        config,
-        reactor,
-        endpoint,
-        log_format=args.log_format,
-        config_source=args.config or "defaults",
-        worker=identity,
-    )
-    service.listener._scheme = scheme_of(args.port)
+    try:
+        config = load_config(args.config)
+        if args.broker:
+            config = embedded_config(config, args.broker)
+        identity = WorkerIdentity(args.id, args.metrics_dir)
+        service = build(
+            config,
+            reactor,
+            args.port,
+            log_format=args.log_format,
+            config_source=args.config or "defaults",
+            worker=identity,
+            listen_reactor=AdoptingReactor(reactor, LISTEN_FD, args.family),
+        )
+    except (ConfigError, BuildError) as e:
+        print(f"flasfka worker {args.id}: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None
     globalLogBeginner.beginLoggingTo(
         [worker_observer(stdout_observer(service.log_format), args.id)],
         redirectStandardIO=False,

@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 import flasfka
 from flasfka.app.build import BuildError, Flasfka, embedded_config
 from flasfka.app.config import Config
-from flasfka.app.worker import LISTEN_FD, READY_FD
+from flasfka.app.worker import EXIT_CONFIG, LISTEN_FD, READY_FD
 from flasfka.kafka import check_client_settings, client_settings
 
 log = Logger(namespace="flasfka.workers")
@@ -69,6 +69,7 @@ class WorkerProcess(ProcessProtocol):
         self.id = worker_id
         self.started = started
         self.pid: int | None = None
+        self.exit_code: int | None = None
         self._ready: Deferred[bool] = Deferred()
         #: Fires with the exit status text once the process ended.
         self.ended: Deferred[str] = Deferred()
@@ -82,6 +83,7 @@ class WorkerProcess(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802 (Twisted's name)
         value: Any = reason.value
+        self.exit_code = getattr(value, "exitCode", None)
         if getattr(value, "signal", None):
             how = f"killed by signal {value.signal}"
         else:
@@ -226,6 +228,13 @@ class WorkerSupervisor(Service):
             mark_process_dead(worker.pid, self.metrics_dir)  # its gauges; counters stay
         if self._stopping or self.workers.get(worker.id) is not worker:
             log.info("worker {id} (pid {pid}) ended: {how}", id=worker.id, pid=worker.pid, how=how)
+            return
+        if worker.exit_code == EXIT_CONFIG:
+            log.critical(
+                "worker {id} cannot use the config (its error is above): stopping flasfka",
+                id=worker.id,
+            )
+            self._reactor.callLater(0, self._reactor.stop)
             return
         lived = self._reactor.seconds() - worker.started
         if lived >= _HEALTHY_SECONDS:

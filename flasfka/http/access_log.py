@@ -24,13 +24,19 @@ def log_access(request: Request, seconds: float) -> None:
     fields stay in the event for the JSON log format.
     """
     client = getattr(request.getClientAddress(), "host", "-")
+    # The principal, never the credential (set by flasfka.http.auth when auth is on).
+    principal = getattr(request, "flasfka_principal", None)
     method = _text(request.method)
     path = _text(request.uri)
     status, sent = request.code, request.sentLength
+    text = f'{client} "{method} {path}" {status} {sent} {seconds:.3f}s'
+    if principal is not None:
+        text += f" principal={_text(principal.encode())}"
     log.info(
         "{log_text}",
-        log_text=f'{client} "{method} {path}" {status} {sent} {seconds:.3f}s',
+        log_text=text,
         client=client,
+        principal=principal,
         method=method,
         path=path,
         status=status,

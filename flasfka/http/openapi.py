@@ -23,7 +23,28 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before trying again",
         "schema": {"type": "string"},
     },
+    "WWW-Authenticate": {
+        "description": "The Basic and Bearer challenges",
+        "schema": {"type": "string"},
+    },
 }
+
+#: The ways to authenticate; each applies only when configured (USERS, TOKENS,
+#: TLS_CLIENT_CA), and with none configured every request is anonymous.
+_SECURITY_SCHEMES: dict[str, Any] = {
+    "basic": {"type": "http", "scheme": "basic", "description": "A USERS name and password"},
+    "bearer": {"type": "http", "scheme": "bearer", "description": "A TOKENS token"},
+    "clientCertificate": {
+        "type": "mutualTLS",
+        "description": "On a listener with TLS_CLIENT_CA: the certificate's subject CN",
+    },
+}
+_SECURITY: list[dict[str, list[str]]] = [
+    {"basic": []},
+    {"bearer": []},
+    {"clientCertificate": []},
+    {},
+]
 
 #: Path parameters that share one place in the path: "/{topic}/{key}/" (POST) and
 #: "/{topic}/{group}/" (GET) are one path to OpenAPI, which forbids two templates alike.
@@ -62,6 +83,8 @@ def _operation(route: Route, bounds: dict[str, dict[str, Any]]) -> dict[str, Any
         "summary": route.summary,
         "responses": {str(status): _answer(a) for status, a in sorted(route.answers.items())},
     }
+    if not route.open:
+        operation["security"] = _SECURITY
     if route.parameters:
         operation["parameters"] = [_parameter(p, bounds) for p in route.parameters]
     if route.body is not None:
@@ -92,5 +115,5 @@ def openapi_document(bounds: dict[str, dict[str, Any]] | None = None) -> dict[st
             'every error is JSON {"error", "status"}.',
         },
         "paths": paths,
-        "components": {"schemas": {"Error": _ERROR_SCHEMA}},
+        "components": {"schemas": {"Error": _ERROR_SCHEMA}, "securitySchemes": _SECURITY_SCHEMES},
     }

@@ -13,6 +13,7 @@ from flasfka.errors import (
     BrokerRefused,
     FlasfkaError,
     InvalidInput,
+    NotPermitted,
     TooLarge,
     Unavailable,
     UnknownTopic,
@@ -26,6 +27,7 @@ JSON = b"application/json"
 #: The HTTP status of each domain error (the most specific class listed wins).
 STATUS_OF: dict[type[FlasfkaError], int] = {
     InvalidInput: 400,
+    NotPermitted: 403,
     UnknownTopic: 404,
     TooLarge: 413,
     BrokerRefused: 502,

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
@@ -19,6 +20,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import PathConverter, RequestRedirect
 
 from flasfka.errors import FlasfkaError
+from flasfka.http.auth import Guard
+from flasfka.http.cors import Cors
 from flasfka.http.hot import HotPath
 from flasfka.http.rendering import JSON, error_body, json_error
 from flasfka.http.routes import OWN_PATHS, ROUTES, allowed_methods
@@ -87,16 +90,51 @@ def _error(request: IRequest, status: int, message: str) -> bytes:
 
 
 class GatewayRoot(Resource):
-    """The Site's resource: OPTIONS, then the fast path, then Klein, for every path."""
+    """The Site's resource: CORS, the guard, OPTIONS, then the fast path, then Klein."""
 
     isLeaf = True  # noqa: N815 (Twisted's name)
 
-    def __init__(self, handlers: dict[str, object]) -> None:
+    def __init__(
+        self, handlers: dict[str, object], guard: Guard | None = None, cors: Cors | None = None
+    ) -> None:
         super().__init__()
         self._hot = HotPath(handlers)
         self._klein: IResource = klein_app(handlers).resource()
+        self._guard = guard
+        self._cors = cors
 
     def render(self, request: IRequest) -> Any:
+        """CORS headers (a preflight is answered), then the guard, then the request itself."""
+        if self._cors is not None:
+            preflight = self._cors.apply(request)
+            if preflight is not None:
+                return preflight
+        if self._guard is not None:
+            verdict = self._guard.check(request)
+            if isinstance(verdict, Deferred):
+                verdict.addCallback(self._checked, request)
+                verdict.addErrback(self._failed, request)
+                return NOT_DONE_YET
+            if verdict is not None:
+                return verdict
+        return self._serve(request)
+
+    def _checked(self, verdict: bytes | None, request: IRequest) -> None:
+        """Go on with a request whose credentials were verified in a thread."""
+        if request._disconnected or request.finished:  # type: ignore[attr-defined]
+            return
+        body = verdict if verdict is not None else self._serve(request)
+        if body is NOT_DONE_YET:
+            return
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+
+    def _failed(self, failure: Failure, request: IRequest) -> None:
+        """The check itself failed (a bug): Twisted's 500, as for a handler's error."""
+        request.processingFailed(failure)  # type: ignore[attr-defined]
+
+    def _serve(self, request: IRequest) -> Any:
         """Answer OPTIONS and non-UTF-8 paths here, serve a hot route, or hand it to Klein."""
         if self._hot.serve(request):  # type: ignore[arg-type]  # Site's Request
             return NOT_DONE_YET

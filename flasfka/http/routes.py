@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 #: A legal Kafka topic name: 1-249 of [a-zA-Z0-9._-], not "." or "..".
 TOPIC_PATTERN = r"(?!\.\.?$)[a-zA-Z0-9._-]{1,249}"
@@ -56,6 +57,11 @@ class Route:
     answers: dict[int, Answer] = field(default_factory=dict)
     #: Served by the fast path (flasfka.http.hot) when its segments are plain.
     hot: bool = False
+    #: The ACL operation on the path's topic (and group) the route needs when authentication
+    #: is on: "produce" or "consume"; None: any authenticated principal (ops routes).
+    operation: str | None = None
+    #: Served without authentication even when it is on (probes).
+    open: bool = False
 
     @property
     def klein_rule(self) -> str:
@@ -131,8 +137,28 @@ _STATUS_BODY: dict[str, Any] = {
     "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
 }
 
+#: Answers of every route that is not open, when authentication is on (USERS, TOKENS or
+#: TLS_CLIENT_CA set).
+_AUTH_ERRORS = {
+    401: Answer(
+        "No credentials, or they are not valid (authentication is on)",
+        _ERROR,
+        headers=("WWW-Authenticate",),
+    ),
+    429: Answer(
+        "Too many failed authentications from this address", _ERROR, headers=("Retry-After",)
+    ),
+    503: Answer("Too many passwords being checked at once", _ERROR, headers=("Retry-After",)),
+}
+
 #: Answers every topic route can give besides its own.
 _TOPIC_ERRORS = {
+    **_AUTH_ERRORS,
+    403: Answer(
+        "The principal's ACL does not allow this operation on this topic (or group), or "
+        "creating the topic",
+        _ERROR,
+    ),
     400: Answer("Invalid topic, group, parameter or body", _ERROR),
     404: Answer("The topic does not exist (AUTO_CREATE_TOPICS is off)", _ERROR),
     503: Answer(
@@ -158,7 +184,7 @@ ROUTES: tuple[Route, ...] = (
         "/",
         "ops.index",
         "What this server is, and where its endpoints are",
-        answers={200: Answer("Version and links", {"type": "object"})},
+        answers={200: Answer("Version and links", {"type": "object"}), **_AUTH_ERRORS},
     ),
     Route(
         "healthz",
@@ -167,6 +193,7 @@ ROUTES: tuple[Route, ...] = (
         "ops.healthz",
         "Liveness: 200 while the process serves HTTP",
         answers={200: Answer("Alive", _STATUS_BODY)},
+        open=True,
     ),
     Route(
         "readyz",
@@ -178,6 +205,7 @@ ROUTES: tuple[Route, ...] = (
             200: Answer("Ready", _STATUS_BODY),
             503: Answer("Not ready, and why", _STATUS_BODY, headers=("Retry-After",)),
         },
+        open=True,
     ),
     Route(
         "metrics",
@@ -186,7 +214,8 @@ ROUTES: tuple[Route, ...] = (
         "ops.metrics",
         "Prometheus metrics",
         answers={
-            200: Answer("Metrics in Prometheus text format", {"type": "string"}, "text/plain")
+            200: Answer("Metrics in Prometheus text format", {"type": "string"}, "text/plain"),
+            **_AUTH_ERRORS,
         },
     ),
     Route(
@@ -195,7 +224,7 @@ ROUTES: tuple[Route, ...] = (
         "/openapi.json",
         "ops.openapi",
         "This description",
-        answers={200: Answer("OpenAPI 3.1 document", {"type": "object"})},
+        answers={200: Answer("OpenAPI 3.1 document", {"type": "object"}), **_AUTH_ERRORS},
     ),
     Route(
         "produce",
@@ -207,6 +236,7 @@ ROUTES: tuple[Route, ...] = (
         body=MESSAGES_BODY,
         answers=_PRODUCE_ANSWERS,
         hot=True,
+        operation="produce",
     ),
     Route(
         "produce_keyed",
@@ -218,6 +248,7 @@ ROUTES: tuple[Route, ...] = (
         body=MESSAGES_BODY,
         answers=_PRODUCE_ANSWERS,
         hot=True,
+        operation="produce",
     ),
     Route(
         "fetch",
@@ -228,6 +259,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=(TOPIC, LIMIT),
         answers=_FETCH_ANSWERS,
         hot=True,
+        operation="consume",
     ),
     Route(
         "fetch_group",
@@ -238,6 +270,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=(TOPIC, GROUP, LIMIT),
         answers=_FETCH_ANSWERS,
         hot=True,
+        operation="consume",
     ),
 )
 
@@ -262,20 +295,63 @@ def allowed_methods(path: bytes) -> list[str]:
     return [*methods, "OPTIONS"]
 
 
-_TOPIC_METHODS = frozenset(route.method for route in ROUTES if "{" in route.template)
+#: (method, segments) -> the first topic route of that shape.
+_TOPIC_ROUTES: dict[tuple[bytes, int], Route] = {}
+for _route in ROUTES:
+    if "{" in _route.template:
+        _TOPIC_ROUTES.setdefault((_route.method.encode(), _route.segments), _route)
+
+
+def _template_pattern(template: str) -> re.Pattern[bytes]:
+    """A regex of the raw path for template: a topic is one segment, a key or group any."""
+    pattern = ""
+    for part in re.split(r"(\{\w+\})", template):
+        name = part[1:-1]
+        if part.startswith("{"):
+            pattern += f"(?P<{name}>[^/]+)" if name == "topic" else f"(?P<{name}>.+)"
+        else:
+            pattern += re.escape(part)
+    return re.compile(pattern.encode(), re.S)
+
+
+_PATTERNS = {route.name: _template_pattern(route.template) for route in ROUTES}
+#: Topic routes whose path ends in a name of flasfka's own (e.g. /{topic}/{group}/ack).
+_SUFFIXED = [r for r in ROUTES if "{" in r.template and not r.template.endswith("/")]
+
+
+def path_params(route: Route, path: bytes) -> dict[str, str] | None:
+    """The percent-decoded path parameters of route in path, or None if it does not match."""
+    found = _PATTERNS[route.name].fullmatch(path)
+    if found is None:
+        return None
+    return {
+        name: unquote_to_bytes(value).decode("utf-8", "replace")
+        for name, value in found.groupdict().items()
+    }
+
+
+def route_of(method: bytes, path: bytes) -> Route | None:
+    """The route a request goes to (HEAD, OPTIONS and unserved methods: the path's GET
+    route), or None for a path no route serves."""
+    own = OWN_PATHS.get(path)
+    if own is not None:
+        return own[0]
+    if not path.endswith(b"/"):
+        matching = [r for r in _SUFFIXED if _PATTERNS[r.name].fullmatch(path)]
+        for route in matching:
+            if route.method.encode() == method:
+                return route
+        return matching[0] if matching else None
+    if len(path) < 3:
+        return None
+    segments = min(path.count(b"/"), 3)  # a key or group may hold '/'
+    found = _TOPIC_ROUTES.get((method, segments))
+    if found is None:  # HEAD, OPTIONS and methods no route serves: the path's GET shape
+        found = _TOPIC_ROUTES.get((b"GET", segments))
+    return found
 
 
 def route_label(method: bytes, path: bytes) -> str:
     """The metric label of a request: its route's template, never a topic name; else 'other'."""
-    if path in OWN_PATHS:
-        return path.decode()
-    if not path.endswith(b"/") or len(path) < 3:
-        return "other"
-    segments = min(path.count(b"/"), 3)  # a key or group may hold '/'
-    verb = method.decode("ascii", "replace")
-    if verb not in _TOPIC_METHODS:
-        verb = "GET"  # HEAD, OPTIONS and methods no route serves: the path's GET shape
-    for route in ROUTES:
-        if "{" in route.template and route.segments == segments and route.method == verb:
-            return route.template
-    return "other"
+    route = route_of(method, path)
+    return "other" if route is None else route.template

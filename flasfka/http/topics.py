@@ -7,6 +7,7 @@ from twisted.web.iweb import IRequest
 
 from flasfka.errors import FlasfkaError
 from flasfka.gateway import Gateway
+from flasfka.http.auth import may_create
 from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
 from flasfka.http.rendering import JSON, render_values, status_of
 
@@ -30,7 +31,7 @@ class TopicRoutes:
             key = key.encode()
         values = parse_messages(request.content.read())
         try:
-            await self._gateway.produce(topic, values, key)
+            await self._gateway.produce(topic, values, key, create=may_create(request))
         except FlasfkaError as e:
             self._metrics.produce_failed(topic, status_of(e))
             raise
@@ -52,5 +53,5 @@ class TopicRoutes:
         request.setHeader(b"Content-Type", JSON)
         if request.method == b"HEAD":
             return b""
-        records = await self._gateway.fetch(topic, group, limit)
+        records = await self._gateway.fetch(topic, group, limit, create=may_create(request))
         return orjson.dumps({"group": group, "messages": render_values(records)})

@@ -8,7 +8,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from twisted.internet.defer import Deferred
 
-from flasfka.errors import Unavailable, UnknownTopic
+from flasfka.errors import NotPermitted, Unavailable, UnknownTopic
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.reactor import RunBlocking
 
@@ -43,11 +43,15 @@ class TopicAdmin:
             raise Unavailable("flasfka is shutting down", retry_after=1)
         return admin
 
-    def ensure(self, topic: str) -> Deferred[None] | None:
-        """None if the topic is known to exist, else a Deferred that creates or checks it."""
+    def ensure(self, topic: str, create: bool = True) -> Deferred[None] | None:
+        """None if the topic is known to exist, else a Deferred that creates or checks it.
+
+        create=False (the principal's ACL lacks "create"): a missing topic is NotPermitted,
+        and nothing is created.
+        """
         if topic in self._partitions_of:
             return None
-        d = self._run_blocking(self._ensure_blocking, topic)
+        d = self._run_blocking(self._ensure_blocking, topic, create)
         d.addCallback(lambda count: self._partitions_of.__setitem__(topic, count))
         return d
 
@@ -55,11 +59,11 @@ class TopicAdmin:
         """How many partitions an ensured topic has."""
         return self._partitions_of[topic]
 
-    def _ensure_blocking(self, topic: str) -> int:
+    def _ensure_blocking(self, topic: str, create: bool = True) -> int:
         """Create or look up topic (pool thread); return its partition count."""
         self._client().poll(0)  # serve queued log lines
         what = f"topic {topic!r}"
-        if self._auto_create:
+        if self._auto_create and create:
             new = NewTopic(
                 topic,
                 num_partitions=self._partitions,
@@ -85,6 +89,8 @@ class TopicAdmin:
         except KafkaException as e:
             raise domain_error(e.args[0], f"look up {what}", False, self._timeout) from None
         found = metadata.topics.get(topic)
+        if (found is None or found.error is not None) and self._auto_create:
+            raise NotPermitted(f"creating {what} needs the 'create' right, which is not granted")
         if found is None or found.error is not None:
             raise UnknownTopic(f"{what} does not exist (AUTO_CREATE_TOPICS is off)")
         return len(found.partitions)

@@ -2,13 +2,21 @@
 
 Each member may hold its own bound (CONSUMER_BUFFER_BYTES) or an equal part of the whole
 budget (CONSUMER_BUFFER_BUDGET), whichever is smaller, so flasfka's memory is bounded by its
-config however many groups clients open. Members count on their poll threads and the reactor
-subtracts what GETs take, so every count is under one lock.
+config however many groups clients open. Members that joined early may hold more than their
+part has since become, and the total may then be spent: a member may still hold MIN_SHARE
+bytes, so that a new group is served at once; the whole is bounded by CONSUMER_BUFFER_BUDGET +
+MAX_CONSUMERS x MIN_SHARE, and parts even out as GETs take what early members hold.
+
+Members count on their poll threads and the reactor subtracts what GETs take, so every count
+is under one lock.
 """
 
 from __future__ import annotations
 
 import threading
+
+#: Bytes any member may hold, whatever the others hold.
+MIN_SHARE = 256 * 1024
 
 
 class ReadAheadBudget:
@@ -53,6 +61,19 @@ class ReadAheadBudget:
         """What one member may hold now: its own bound or its equal part of the total."""
         return min(own_bound, self.total_bytes // max(1, len(self._shares)))
 
+    def room(self, share: ReadAheadShare) -> int:
+        """Bytes share may still fetch: within its part and what the total has left, or up
+        to MIN_SHARE."""
+        room = min(self.limit(share.own_bound) - share.used, self.total_bytes - self._used)
+        return max(room, min(MIN_SHARE, share.own_bound) - share.used)
+
+    def _reserve(self, share: ReadAheadShare, wanted: int) -> int:
+        with self._lock:
+            granted = max(0, min(wanted, self.room(share)))
+            share.used += granted
+            self._used += granted
+        return granted
+
 
 class ReadAheadShare:
     """One member's part of a ReadAheadBudget."""
@@ -65,13 +86,23 @@ class ReadAheadShare:
         self.used = 0
 
     @property
+    def room(self) -> int:
+        """Bytes the member may still fetch (0 or less: stop until GETs take some)."""
+        return self._budget.room(self)
+
+    @property
     def exhausted(self) -> bool:
         """Whether the member should stop fetching until GETs take some of what it holds."""
-        return self.used >= self._budget.limit(self.own_bound)
+        return self.room <= 0
 
     def use(self, size: int) -> None:
         """Count size bytes more (negative: fewer) held by this member."""
         self._budget._use(self, size)
+
+    def reserve(self, wanted: int) -> int:
+        """Take up to wanted bytes of room before fetching (so that members fetching at the
+        same time cannot all spend the same room); what was granted is counted as used."""
+        return self._budget._reserve(self, wanted)
 
     def leave(self) -> None:
         """The member closed: its bytes and its part go back to the others."""

@@ -8,20 +8,21 @@ reactor with ``callFromThread``; no Deferred is fired on the poll thread.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from twisted.internet.defer import Deferred, fail, succeed
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 
 from flasfka.errors import Unavailable
 from flasfka.kafka.budget import ReadAheadBudget
+from flasfka.kafka.commands import PollThreadCommands
+from flasfka.kafka.conversion import records_of
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record
@@ -30,46 +31,13 @@ log = Logger(namespace="flasfka.kafka.consumer")
 
 #: Most messages a consumer thread hands to the reactor in one call.
 _CONSUME_BATCH = 1000
+
 #: How long an idle consumer thread waits for a command before it consumes again.
 _IDLE_WAIT = 0.05
 #: The same while a GET waits for messages.
 _ACTIVE_WAIT = 0.005
 #: How long a consumer's buffer stays full before its partitions are paused.
 _PAUSE_AFTER = 1.0
-
-
-def _records(topic: str, messages: list[Message]) -> tuple[list[Record], list[int], int, list[str]]:
-    """The records of a consume() batch, the partitions that reached their end, their size
-    and the errors met."""
-    records: list[Record] = []
-    ends: list[int] = []
-    errors: list[str] = []
-    size = 0
-    for message in messages:
-        error = message.error()
-        if error is None:
-            key = message.key()
-            value = message.value()
-            records.append(
-                Record(
-                    topic,
-                    message.partition(),  # type: ignore[arg-type]  # set on every fetched record
-                    message.offset(),  # type: ignore[arg-type]
-                    message.timestamp()[1],
-                    key,
-                    value,
-                    message.headers(),  # type: ignore[arg-type]  # a list of pairs, as fetched
-                )
-            )
-            if value is not None:
-                size += len(value)
-            if key is not None:
-                size += len(key)
-        elif error.code() == KafkaError._PARTITION_EOF:
-            ends.append(message.partition())  # type: ignore[arg-type]
-        else:
-            errors.append(describe(error))
-    return records, ends, size, errors
 
 
 class GroupMember:
@@ -111,10 +79,13 @@ class GroupMember:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._repause = False
-        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._commands = PollThreadCommands(reactor)
         #: (messages, bytes) handed to the reactor and not yet taken; both threads update it.
         self._held_lock = threading.Lock()
         self._held_messages = 0
+        #: Bytes of the records fetched so far, per record (poll thread), to size a batch;
+        #: None until the first record: the first batch is one record.
+        self._record_size: int | None = None
         # Reactor-thread state below.
         self._buffer: deque[Record] = deque()
         self._assigned: set[int] = set()
@@ -123,8 +94,7 @@ class GroupMember:
         self._waiters: list[Deferred[None]] = []
         self._committed: dict[int, int] = {}
         self._closed: Deferred[None] = Deferred()
-        self._closed.addCallback(self._fail_pending_commands)
-        self._pending: set[Deferred[Any]] = set()
+        self._closed.addCallback(lambda _: self._commands.close())
         self.failure: str | None = None
         self.last_used = reactor.seconds()
         #: GETs waiting in wait_for(); the member is not idle while there are any.
@@ -144,7 +114,7 @@ class GroupMember:
     def close(self) -> Deferred[None]:
         """Leave the group and stop the thread; fires once the consumer is closed."""
         self._stopping = True
-        self._commands.put(lambda: None)
+        self._commands.wake()
         self._notify()
         if self._thread is None:
             self._end()
@@ -207,7 +177,7 @@ class GroupMember:
         full_since: float | None = None
         try:
             while not self._stopping:
-                self._run_commands()
+                self._commands.run_queued()
                 full = self.full
                 if not full:
                     full_since = None
@@ -228,71 +198,40 @@ class GroupMember:
                     paused = pause
                 if (paused or not full) and self._consume_once(consumer, call):
                     continue
-                wait = _ACTIVE_WAIT if self._waiters else _IDLE_WAIT
-                try:
-                    command = self._commands.get(timeout=wait)
-                except queue.Empty:
-                    continue
-                command()
+                self._commands.wait(_ACTIVE_WAIT if self._waiters else _IDLE_WAIT)
         except Exception as e:  # a fatal librdkafka error: report it, leave the group
             call(self._fail, f"consumer failed: {describe(e)}")
         finally:
-            self._run_commands()
+            self._commands.run_queued()
             try:
                 consumer.close()
             except Exception as e:
                 call(log.warn, "closing consumer {group}/{topic}: {e}", **self._ids(), e=e)
             call(self._end)
 
-    def _fail_pending_commands(self, result: None) -> None:
-        """Once the thread is gone, fail the commands it will never run (reactor thread)."""
-        for d in list(self._pending):
-            if not d.called:
-                d.errback(Unavailable("the consumer closed before committing; try again"))
-        return result
-
-    def _forget_pending(self, result: object, d: Deferred[Any]) -> object:
-        self._pending.discard(d)
-        return result
-
-    def _run_commands(self) -> None:
-        """Run the commands queued by the reactor (poll thread)."""
-        while True:
-            try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            command()
-
-    def _in_poll_thread(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        """Run f(*args) on the poll thread; a Deferred (fired in the reactor) of its result."""
-        if self._closed.called:
-            return fail(Unavailable("the consumer is closed; try again"))
-        d: Deferred[Any] = Deferred()
-        self._pending.add(d)
-        d.addBoth(self._forget_pending, d)
-        call = self._reactor.callFromThread
-
-        def command() -> None:
-            try:
-                result = f(*args)
-            except BaseException as e:
-                call(d.errback, e)
-            else:
-                call(d.callback, result)
-
-        self._commands.put(command)
-        return d
-
     def _consume_once(self, consumer: Consumer, call: Callable[..., None]) -> bool:
-        """One non-blocking consume; hand records and partition ends to the reactor."""
-        messages = consumer.consume(_CONSUME_BATCH, 0)
+        """One non-blocking consume; hand records and partition ends to the reactor.
+
+        The batch is sized to the room left in the read-ahead bound, so that a batch of
+        large records overshoots it by one record at most.
+        """
+        record_size = self._record_size
+        if record_size is None:
+            batch, granted = 1, 0
+        else:
+            granted = self._share.reserve(record_size * _CONSUME_BATCH)
+            batch = max(1, min(_CONSUME_BATCH, granted // record_size))
+        messages = consumer.consume(batch, 0)
         if not messages:
+            self._share.use(-granted)
             return False
-        records, ends, size, errors = _records(self.topic, messages)
+        records, ends, size, errors = records_of(self.topic, messages)
+        if records:
+            average = max(1, size // len(records))
+            self._record_size = average if record_size is None else (record_size + average) // 2
         for error in errors:
             call(log.warn, "consumer {group}/{topic}: {error}", **self._ids(), error=error)
-        self._hold(len(records), size)
+        self._hold(len(records), size - granted)  # the reservation becomes the real size
         call(self._received, records, ends)
         return True
 
@@ -310,7 +249,7 @@ class GroupMember:
             # After this returns, no GET can take a record of these partitions; the commits
             # of those already taken are queued, and run before the partitions are given up.
             blockingCallFromThread(self._reactor, self._revoke, numbers)  # type: ignore[arg-type]
-        self._run_commands()
+        self._commands.run_queued()
 
     def _ids(self) -> dict[str, str]:
         return {"group": self.group, "topic": self.topic}
@@ -434,7 +373,7 @@ class GroupMember:
         for partition, end in ends.items():
             ends[partition] = max(end, committed.get(partition, 0))
         offsets = [TopicPartition(self.topic, p, end) for p, end in ends.items()]
-        d = self._in_poll_thread(self._commit_blocking, offsets)
+        d = self._commands.call(self._commit_blocking, offsets)
         d.addCallback(lambda _: committed.update(ends))
         return d
 

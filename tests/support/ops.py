@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ from twisted.internet import threads
 from twisted.logger import globalLogPublisher
 
 from flasfka.app.broker import free_port
-from flasfka.app.build import Flasfka
+from flasfka.app.config import load_config
 from flasfka.app.tap import Options, makeService
 from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS
-from tests.support.servers import subprocess_env
+from tests.support.servers import Server, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -39,27 +38,9 @@ def write_config(path: Path, broker_address: str, **settings: Any) -> Path:
     return path
 
 
-@dataclass
-class App:
-    """flasfka as twistd builds it (makeService), running in the test reactor."""
-
-    url: str
-    service: Flasfka
-
-    @property
-    def gateway(self) -> Any:
-        """The Gateway of the Kafka service."""
-        return self.service.gateway
-
-    async def stop(self) -> None:
-        """Stop it as SIGTERM would (listener drains first, then Kafka)."""
-        if self.service.running:
-            await self.service.stopService()
-
-
 async def start_app(
     config_path: Path, endpoint: str | None = None, scheme: str = "http", port: int = 0
-) -> App:
+) -> Server:
     """Build flasfka with makeService from a config file and start it on a free port."""
     from twisted.internet import reactor
 
@@ -70,7 +51,7 @@ async def start_app(
     )
     service = makeService(options, reactor)
     service.startService()
-    return App(f"{scheme}://127.0.0.1:{port}", service)
+    return Server(f"{scheme}://127.0.0.1:{port}", service, load_config(str(config_path)))
 
 
 async def metrics(url: str, **kwargs: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -195,13 +195,13 @@ def test_send_after_stop_is_refused(producer):
 def test_consumer_commands_after_close_fail_instead_of_hanging():
     consumer = kafka_consumer.GroupMember(SyncReactor(), {}, "t", "g", 10, 1000)
     assert results(consumer.close()) == [None]
-    out = results(consumer._in_poll_thread(lambda: 1))
+    out = results(consumer._commands.call(lambda: 1))
     assert isinstance(out[0].value, Unavailable)
 
 
 def test_commands_queued_when_the_thread_ends_are_failed():
     consumer = kafka_consumer.GroupMember(SyncReactor(), {}, "t", "g", 10, 1000)
-    out = results(consumer._in_poll_thread(lambda: 1))
+    out = results(consumer._commands.call(lambda: 1))
     consumer._closed.callback(None)  # the thread ended without draining the queue
     assert isinstance(out[0].value, Unavailable)
 

@@ -62,9 +62,7 @@ def test_render_values_keeps_every_value():
     assert render_values([record(b"a"), record(b"")]) == ["a", ""]
 
 
-@pytest.mark.parametrize(
-    "group", [" ", "\t", "\n", "\x0b", "\x0c", "\r", " \r\n", "a\x00b", "\x00"]
-)
+@pytest.mark.parametrize("group", [" ", "\t", "\n", "\x0b", "\x0c", "\r", " \r\n"])
 def test_groups_librdkafka_would_take_for_no_group_are_refused(group):
     with pytest.raises(InvalidInput, match="white space"):
         check_group(group)

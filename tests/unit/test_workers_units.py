@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from flasfka.app.config import ConfigError, config_from_mapping, worker_count
 from flasfka.app.logs import json_file_observer, text_file_observer, worker_observer
 from flasfka.app.tap import Options
-from flasfka.app.worker import LISTEN_FD, READY_FD
+from flasfka.app.worker import EXIT_CONFIG, LISTEN_FD, READY_FD
 from flasfka.app.workers import WorkerSupervisor
 
 
@@ -111,6 +111,9 @@ class FakeReactor(Clock):
     def callFromThread(self, f: Any, *args: Any) -> None:  # noqa: N802
         f(*args)
 
+    def stop(self) -> None:
+        self.stopped = True
+
 
 def end(proto: Any, **how: Any) -> None:
     proto.processEnded(Failure(error.ProcessTerminated(**how)))
@@ -199,3 +202,10 @@ def test_rolling_restart_stops_when_a_replacement_does_not_start(supervisor):
     done = running.rolling_restart()
     end(reactor.spawned[2][0], exitCode=1)
     assert done.called and running.workers[1] is old1 and old1.transport.written == []
+
+
+def test_a_worker_that_cannot_use_the_config_stops_flasfka_instead_of_restarting(supervisor):
+    reactor, running = supervisor
+    end(running.workers[2], exitCode=EXIT_CONFIG)
+    reactor.advance(60)
+    assert reactor.stopped and len(reactor.spawned) == 2

@@ -1,0 +1,44 @@
+"""librdkafka messages into flasfka's Records (on the poll thread that fetched them)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, Message
+
+from flasfka.kafka.errors import describe
+from flasfka.records import Record
+
+
+def records_of(
+    topic: str, messages: list[Message]
+) -> tuple[list[Record], list[int], int, list[str]]:
+    """The records of a consume() batch, the partitions that reached their end, their size
+    and the errors met."""
+    records: list[Record] = []
+    ends: list[int] = []
+    errors: list[str] = []
+    size = 0
+    for message in messages:
+        error = message.error()
+        if error is None:
+            key = message.key()
+            value = message.value()
+            records.append(
+                Record(
+                    topic,
+                    message.partition(),  # type: ignore[arg-type]  # set on every fetched record
+                    message.offset(),  # type: ignore[arg-type]
+                    message.timestamp()[1],
+                    key,
+                    value,
+                    message.headers(),  # type: ignore[arg-type]  # a list of pairs, as fetched
+                )
+            )
+            if value is not None:
+                size += len(value)
+            if key is not None:
+                size += len(key)
+        elif error.code() == KafkaError._PARTITION_EOF:
+            ends.append(message.partition())  # type: ignore[arg-type]
+        else:
+            errors.append(describe(error))
+    return records, ends, size, errors
