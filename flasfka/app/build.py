@@ -26,7 +26,7 @@ from flasfka.app.services import (
     new_pool,
     run_blocking_on,
 )
-from flasfka.app.sharing import WORKER_HEADER, WorkerIdentity, scheme_of
+from flasfka.app.sharing import WORKER_HEADER, WorkerIdentity, ready_to_serve, scheme_of
 from flasfka.app.shutdown import GracefulListener, OrderedMultiService
 from flasfka.app.tls import require_client_certificates
 from flasfka.gateway import Gateway
@@ -178,8 +178,15 @@ def build(
             raise BuildError(
                 f"config error: {config_source}: TLS_CLIENT_CA needs an ssl: listener string"
             )
+    ready = kafka.clients_started
+    if worker is not None:  # the other workers serve meanwhile
+        ready = ready_to_serve(
+            kafka.clients_started,
+            lambda: gateway.producer is not None and gateway.producer.connected,
+            reactor,
+        )
     listener = GracefulListener(
-        ListenWhenReady(listening, kafka.clients_started), site, config.SHUTDOWN_GRACE, scheme
+        ListenWhenReady(listening, ready), site, config.SHUTDOWN_GRACE, scheme
     )
     listener.setServiceParent(top)
 

@@ -12,11 +12,14 @@ TLS_CLIENT_CA), wrapped in TLS in the worker, and build() wires an ordinary endp
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
+from twisted.internet.task import deferLater
 
 #: The response header naming the worker that answered (only with WORKERS > 1).
 WORKER_HEADER = b"X-Flasfka-Worker"
@@ -105,3 +108,31 @@ def _one_accept_at_a_time(port_class: type) -> type:
 def scheme_of(description: str) -> str:
     """http or https, for the log line naming the listener's URL."""
     return "https" if description.startswith(("ssl:", "tls:")) else "http"
+
+
+#: Seconds a worker waits for its producer's connection before it accepts connections anyway.
+CONNECT_SECONDS = 10.0
+
+
+def ready_to_serve(
+    clients_started: Callable[[], Deferred[None]],
+    connected: Callable[[], bool],
+    clock: Any,
+    timeout: float = CONNECT_SECONDS,
+) -> Callable[[], Deferred[None]]:
+    """When a worker may accept: its Kafka clients exist and its producer is connected.
+
+    The other workers serve meanwhile, so a worker that starts (or replaces another) takes
+    connections only once its /readyz would say ready: /readyz keeps answering for the
+    instance. After timeout it accepts anyway (and /readyz says why it is not ready).
+    """
+
+    async def wait_connected() -> None:
+        deadline = clock.seconds() + timeout
+        while not connected() and clock.seconds() < deadline:
+            await deferLater(clock, 0.05, lambda: None)
+
+    def ready() -> Deferred[None]:
+        return clients_started().addCallback(lambda _: Deferred.fromCoroutine(wait_connected()))
+
+    return ready

@@ -94,6 +94,8 @@ class GatewayChannel(http.HTTPChannel):
     """
 
     request_timeout = 60.0
+    #: Set once the connection is gone (the last response bytes are out): drain waits for it.
+    connection_closed = False
     _deadline: IDelayedCall | None = None
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
@@ -109,6 +111,7 @@ class GatewayChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """Stop the deadline with the connection."""
+        self.connection_closed = True
         self._stop_deadline()
         super().connectionLost(reason)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.http import HTTPChannel
@@ -103,8 +103,8 @@ class ObservedSite(server.Site):
 
     def _ended(self, _: object, request: server.Request) -> None:
         self._started.pop(request, None)
-        if self._drained is not None and not self._started and not self._drained.called:
-            self._drained.callback(None)
+        if self._drained is not None and not self._started:
+            self._check_drained()
 
     def log(self, request: server.Request) -> None:  # type: ignore[override]
         """Called by twisted.web when a response is finished: log and count it."""
@@ -156,28 +156,53 @@ class ObservedSite(server.Site):
         for request in list(self._started):
             self._stop_keeping_alive(request)
         self._close_idle(keep_fresh=False)
-        if not self._started:
-            return succeed(None)
-        log.info(
-            "waiting up to {grace:g} s for {count} requests in flight",
-            grace=grace,
-            count=len(self._started),
-        )
+        if self._started:
+            log.info(
+                "waiting up to {grace:g} s for {count} requests in flight",
+                grace=grace,
+                count=len(self._started),
+            )
         self._drained = Deferred()
         self._drained.addTimeout(grace, self._clock, onTimeoutCancel=self._cut)  # type: ignore[arg-type]
+        self._check_drained()
         return self._drained
 
+    def _check_drained(self) -> None:
+        """Fire _drained once no request is in flight and every connection has closed.
+
+        A finished request's last bytes may still sit in its transport's buffer: stopping the
+        reactor now would drop them (its shutdown closes connections without flushing).
+        """
+        drained = self._drained
+        if drained is None or drained.called or self._started:
+            return
+        if any(_is_open(channel) for channel in list(self._connections)):
+            self._clock.callLater(0.01, self._check_drained)
+            return
+        drained.callback(None)
+
     def _cut(self, result: object, timeout: float) -> None:
-        """Abort the connections of the requests that outlived the grace period."""
+        """Abort the connections that outlived the grace period."""
         log.warn(
             "{count} requests still in flight after {grace:g} s: closing their connections",
             count=len(self._started),
             grace=timeout,
         )
-        for request in list(self._started):
-            transport: Any = request.transport
-            if transport is not None:
+        for channel in list(self._connections):
+            transport: Any = channel.transport
+            if _is_open(channel) and transport is not None:
                 transport.abortConnection()
+
+
+def _is_open(channel: HTTPChannel) -> bool:
+    """Whether channel's connection is still there."""
+    transport: Any = channel.transport
+    if transport is None:
+        return False
+    closed = getattr(channel, "connection_closed", None)
+    if closed is not None:
+        return not closed
+    return not getattr(transport, "disconnected", True)
 
 
 def make_site(

@@ -204,11 +204,13 @@ async def test_metrics_count_what_both_workers_did(instance):
     assert scraped_by == {"1", "2"}
 
 
-async def hammer(url: str, results: list[tuple[float, Any]], stop: list[bool]) -> None:
-    """GET /healthz on new connections until stop; (time, status or exception) each."""
+async def hammer(
+    url: str, results: list[tuple[float, Any]], stop: list[bool], path: str = "/healthz"
+) -> None:
+    """GET path on new connections until stop; (time, status or exception) each."""
     while not stop:
         try:
-            code, worker, _ = await request("GET", url + "/healthz")
+            code, worker, _ = await request("GET", url + path)
             results.append((time.monotonic(), (code, worker)))
         except Exception as e:
             results.append((time.monotonic(), e))
@@ -250,7 +252,10 @@ async def test_sighup_replaces_workers_one_at_a_time_without_refusing(broker, tm
     try:
         results: list[tuple[float, Any]] = []
         stop: list[bool] = []
-        loops = [defer.ensureDeferred(hammer(instance.url, results, stop)) for _ in range(2)]
+        # /readyz answers for the instance: a worker being replaced stays ready while it drains.
+        loops = [
+            defer.ensureDeferred(hammer(instance.url, results, stop, "/readyz")) for _ in range(2)
+        ]
         await sleep(0.5)
         old = instance.pids(1) + instance.pids(2)
         instance.process.send_signal(signal.SIGHUP)
