@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from bench.leases import lease_round
 from bench.procs import Children, Servers, kafka_direct, start_all
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 
@@ -124,6 +125,7 @@ def one_round(
     f["get_p50"], f["get_p99"] = flas.p50_ms, flas.p99_ms
     f["consume_direct"] = direct
     f["get_kafka_ratio"] = f["get"] / direct
+    f.update(lease_round(servers, seconds))
     return f
 
 
@@ -176,6 +178,15 @@ def table(rounds: list[dict[str, float]]) -> str:
             "",
             "",
             "",
+        ),
+        (
+            "GET+ack cycle ack=explicit, msg/s",
+            f"{m['lease_cycle']:,.0f}",
+            f"at-most-once GET {m['get_amo']:,.0f}",
+            f"{m['lease_ratio']:.0%}",
+            "",
+            f"{m['lease_cycle_p99']:.1f}",
+            ">= 60% of at-most-once",
         ),
         (
             "POST 1 at half rate, req/s",

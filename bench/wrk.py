@@ -38,8 +38,13 @@ def run_wrk(
     connections: int = 16,
     seconds: float = 5,
     delay_ms: float = 0,
+    script: str = "load.lua",
+    script_args: tuple[str, ...] | None = None,
 ) -> WrkResult:
-    """One wrk run (one thread, connections open); fail loudly on anything but 2xx."""
+    """One wrk run (one thread, connections open); fail loudly on anything but 2xx.
+
+    script (in bench/) gets METHOD PATH BODY_FILE DELAY_MS, or script_args if given.
+    """
     argv = [
         wrk_binary(),
         "-t1",
@@ -48,13 +53,10 @@ def run_wrk(
         "--timeout",
         "10s",
         "-s",
-        str(BENCH / "load.lua"),
+        str(BENCH / script),
         base,
         "--",
-        method,
-        path,
-        body_file,
-        f"{delay_ms:.3f}",
+        *(script_args or (method, path, body_file, f"{delay_ms:.3f}")),
     ]
     env = {**os.environ, "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env)

@@ -38,5 +38,9 @@ class Unavailable(FlasfkaError):
         self.retry_after = retry_after
 
 
+class Conflict(FlasfkaError):
+    """The request names state this process no longer holds (e.g. an expired lease)."""
+
+
 class NotPermitted(FlasfkaError):
     """The principal is authenticated but its ACL does not allow this (e.g. creating a topic)."""

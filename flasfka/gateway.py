@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import random
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from flasfka.app.config import Config
 from flasfka.consumers import ConsumerRegistry
-from flasfka.errors import FlasfkaError, TooLarge, Unavailable
+from flasfka.cursors import CursorRef, CursorSigner
+from flasfka.errors import Conflict, FlasfkaError, TooLarge, Unavailable
 from flasfka.kafka import (
     GroupMember,
     KafkaProducer,
@@ -20,7 +22,9 @@ from flasfka.kafka import (
     TopicAdmin,
     client_settings,
 )
+from flasfka.kafka.dead_letters import DeadLetterWriter
 from flasfka.kafka.settings import message_max_bytes
+from flasfka.leases import Lease, Leases
 from flasfka.metrics import GatewayMetrics
 from flasfka.reactor import ReactorLike, RunBlocking
 from flasfka.records import Record
@@ -54,7 +58,19 @@ class Gateway:
         self.producer: KafkaProducer | None = None
         self.admin: TopicAdmin | None = None
         self.consumers = ConsumerRegistry(
-            reactor, self._new_consumer, config.MAX_CONSUMERS, config.CONSUMER_IDLE_TIMEOUT
+            reactor,
+            self._new_consumer,
+            config.MAX_CONSUMERS,
+            config.CONSUMER_IDLE_TIMEOUT,
+            self._new_leases,
+        )
+        #: ?lease= of ack=explicit GETs: the default and the most (seconds).
+        self.lease_default = config.CONSUMER_LEASE
+        self.lease_max = config.CONSUMER_MAX_LEASE
+        #: Signs the cursors of ack=explicit GETs (a secret of this process).
+        self.cursors = CursorSigner()
+        self._dead_letters = DeadLetterWriter(
+            self._producer_settings, run_blocking, config.PRODUCE_TIMEOUT
         )
         self.stopping = False
         #: Why the last POST failed although the producer was connected (None after a success).
@@ -92,6 +108,30 @@ class Gateway:
             buffer_bytes=self._config.CONSUMER_BUFFER_BYTES,
             budget=self.read_ahead,
         )
+
+    def _new_leases(self, member: GroupMember) -> Leases:
+        config = self._config
+        topic = member.topic
+
+        def dead_letter(batch: list) -> object:
+            return Deferred.fromCoroutine(self._write_dead_letters(topic, batch))
+
+        return Leases(
+            self._reactor,
+            member,
+            config.CONSUMER_MAX_LEASED,
+            config.CONSUMER_MAX_DELIVERIES,
+            dead_letter,  # type: ignore[arg-type]
+            self.metrics,
+        )
+
+    async def _write_dead_letters(self, topic: str, batch: list) -> None:
+        target = self._config.DEAD_LETTER_TOPIC.format(topic=topic)
+        if self.admin is not None:
+            ensuring = self.admin.ensure(target)
+            if ensuring is not None:
+                await ensuring
+        await self._dead_letters.write(target, batch)
 
     def _check_running(self) -> None:
         if self.stopping:
@@ -150,10 +190,62 @@ class Gateway:
         self.metrics.consumed(topic, len(records))
         return records
 
+    async def fetch_leased(
+        self, topic: str, group: str, limit: int, lease_seconds: float, create: bool = True
+    ) -> tuple[Lease, str]:
+        """Up to limit messages of topic for group, leased (not committed), and their cursor.
+
+        create=False: a missing topic is NotPermitted instead of created.
+        """
+        self._check_running()
+        assert self.admin is not None
+        ensuring = self.admin.ensure(topic, create)
+        if ensuring is not None:
+            await ensuring
+        reader = self.consumers.get(topic, group)
+        leases = reader.leases
+        leases.check_room()
+        config = self._config
+        if leases.returned < limit:
+            await reader.member.wait_for(
+                limit - leases.returned, config.CONSUMER_TIMEOUT, config.CONSUMER_JOIN_TIMEOUT
+            )
+        lease = leases.lease(limit, lease_seconds)
+        cursor = self.cursors.issue(
+            topic, group, CursorRef(leases.generation, lease.id, len(lease.records))
+        )
+        return lease, cursor
+
+    async def ack(self, topic: str, group: str, cursor: object, release: bool) -> None:
+        """Acknowledge (or release) the lease cursor names; Conflict if it is not held here."""
+        ref = self.cursors.verify(cursor, topic, group)
+        reader = self.consumers.find(topic, group)
+        if ref.size == 0:
+            return
+        if reader is None:
+            raise Conflict(
+                "this cursor's lease is no longer held here (its consumer was closed): its "
+                "unacknowledged messages will be delivered again"
+            )
+        if release:
+            reader.leases.release(ref)
+        else:
+            await reader.leases.ack(ref)
+
     async def stop(self, timeout: float) -> None:
-        """Refuse new work, close every consumer, then flush and stop the producer."""
+        """Refuse new work, commit what was acknowledged, close every consumer (each leaves
+        its group), then flush and stop the producer."""
         self.stopping = True
+        flushes = [reader.leases.flush() for reader in self.consumers.readers()]
+        for flushed in flushes:
+            try:
+                await flushed
+            except FlasfkaError as e:
+                log.warn("committing acknowledged messages at shutdown: {e}", e=e.message)
         await self.consumers.close_all()
+        closing = self._dead_letters.close()
+        if closing is not None:
+            await closing
         if self.admin is not None:
             self.admin.close()
         if self.producer is not None:

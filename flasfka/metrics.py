@@ -100,6 +100,29 @@ class GatewayMetrics:
             registry=registry,
             multiprocess_mode="livemin",
         )
+        self._leased = Gauge(
+            "flasfka_leased_messages",
+            "Messages leased by GETs with ack=explicit and not yet acknowledged, by topic.",
+            ["topic"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._lease_events = {
+            kind: Counter(
+                f"flasfka_{kind}_messages",
+                f"Leased messages {what}, by topic.",
+                ["topic"],
+                registry=registry,
+            )
+            for kind, what in (
+                ("acked", "acknowledged (POST .../ack)"),
+                ("released", "released (POST .../ack with release)"),
+                ("expired", "whose lease ran out before an ack"),
+                ("revoked", "whose lease a rebalance or close ended"),
+                ("redelivered", "delivered again (second delivery or later)"),
+                ("dead_lettered", "written to the dead-letter topic"),
+            )
+        }
         self._request_children: dict[tuple[str, bytes, int], tuple[Any, Any]] = {}
         #: Per-topic children of the counters, as labels() would find them (see _by_topic).
         self._topic_children: dict[tuple[Any, str], Any] = {}
@@ -154,7 +177,7 @@ class GatewayMetrics:
         self._by_topic(self._produced, topic).inc(count)
         self._delivery_seconds.observe(seconds)
 
-    def _by_topic(self, counter: Counter, topic: str) -> Any:
+    def _by_topic(self, counter: Counter | Gauge, topic: str) -> Any:
         """counter.labels(topic), from a dict after the first time (labels() costs ~1 us)."""
         key = (counter, topic)
         child = self._topic_children.get(key)
@@ -170,6 +193,15 @@ class GatewayMetrics:
         """Count count messages returned by one GET."""
         if count:
             self._by_topic(self._consumed, topic).inc(count)
+
+    def leases_changed(self, topic: str, records: int) -> None:
+        """records more (or, negative, fewer) messages are leased on topic."""
+        self._by_topic(self._leased, topic).inc(records)
+
+    def lease_event(self, kind: str, topic: str, records: int) -> None:
+        """Count records leased messages that were acked, released, expired, revoked,
+        redelivered or dead-lettered."""
+        self._by_topic(self._lease_events[kind], topic).inc(records)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker, with workers)."""

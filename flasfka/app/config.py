@@ -70,6 +70,16 @@ class Config:
     LOG_FORMAT: str = "text"
     #: Worker processes sharing the listening port: a number >= 1, or "auto" (one per CPU).
     WORKERS: int | str = 1
+    #: Seconds a GET with ack=explicit leases its messages for without ?lease=.
+    CONSUMER_LEASE: float = 30.0
+    #: Largest ?lease= a GET accepts (seconds).
+    CONSUMER_MAX_LEASE: float = 300.0
+    #: Most messages one (topic, group) consumer keeps leased at once; a GET past it gets 503.
+    CONSUMER_MAX_LEASED: int = 10000
+    #: Deliveries without an ack after which a message goes to DEAD_LETTER_TOPIC (0: never).
+    CONSUMER_MAX_DELIVERIES: int = 0
+    #: Where worn-out messages go; "{topic}" is replaced by their topic.
+    DEAD_LETTER_TOPIC: str = "{topic}.dead-letter"
     #: HTTP Basic users: name -> password hash from ``flasfka-passwd`` (empty: no Basic auth).
     USERS: dict[str, Any] = field(default_factory=dict)
     #: Bearer tokens: name -> token hash from ``flasfka-passwd --token``.
@@ -111,6 +121,7 @@ class Config:
             "CONSUMER_JOIN_TIMEOUT",
             "CONSUMER_IDLE_TIMEOUT",
             "HTTP_IDLE_TIMEOUT",
+            "CONSUMER_MAX_LEASED",
             "AUTH_CACHE_SIZE",
             "AUTH_MAX_FAILURES",
             "AUTH_FAILURE_WINDOW",
@@ -128,6 +139,20 @@ class Config:
             raise ConfigError(f"{source}: CONSUMER_LIMIT must be <= CONSUMER_MAX_LIMIT")
         if self.WORKERS != "auto" and not (isinstance(self.WORKERS, int) and self.WORKERS >= 1):
             raise ConfigError(f"{source}: WORKERS must be a number >= 1 or 'auto'")
+        if not 1 <= self.CONSUMER_LEASE <= self.CONSUMER_MAX_LEASE:
+            raise ConfigError(
+                f"{source}: CONSUMER_LEASE must be from 1 to CONSUMER_MAX_LEASE seconds"
+            )
+        if self.CONSUMER_MAX_DELIVERIES < 0:
+            raise ConfigError(f"{source}: CONSUMER_MAX_DELIVERIES must be >= 0 (0: unlimited)")
+        try:
+            dead_letter = self.DEAD_LETTER_TOPIC.format(topic="t")
+        except (KeyError, IndexError, ValueError):
+            dead_letter = ""
+        if not dead_letter or "{" in dead_letter or "}" in dead_letter:
+            raise ConfigError(
+                f"{source}: DEAD_LETTER_TOPIC must be a topic name, with {{topic}} at most"
+            )
         if self.LOG_FORMAT not in ("text", "json"):
             raise ConfigError(f"{source}: LOG_FORMAT must be 'text' or 'json'")
         for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG", "CONSUMER_CONFIG"):

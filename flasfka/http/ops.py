@@ -38,7 +38,11 @@ class OpsRoutes:
         self._clock = clock
         self._probe_timeout = probe_timeout
         self._stall_window = stall_window
-        self._openapi = orjson.dumps(openapi_document({"limit": {"maximum": max_limit}}))
+        bounds: dict[str, dict[str, float]] = {
+            "limit": {"maximum": max_limit},
+            "lease": {"maximum": gateway.lease_max},
+        }
+        self._openapi = orjson.dumps(openapi_document(bounds))
 
     def index(self, request: IRequest) -> bytes:
         """What this server is and where to go next."""

@@ -11,6 +11,7 @@ from twisted.web.iweb import IRequest
 from flasfka import __version__
 from flasfka.errors import (
     BrokerRefused,
+    Conflict,
     FlasfkaError,
     InvalidInput,
     NotPermitted,
@@ -31,6 +32,7 @@ STATUS_OF: dict[type[FlasfkaError], int] = {
     UnknownTopic: 404,
     TooLarge: 413,
     BrokerRefused: 502,
+    Conflict: 409,
     Unavailable: 503,
 }
 
@@ -98,3 +100,20 @@ def render_bytes(value: bytes | None) -> Any:
         return value.decode()
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(value).decode("ascii")}
+
+
+def render_records(records: list[Record]) -> list[dict[str, Any]]:
+    """Records for ?format=records: partition, offset, timestamp, key, value and headers."""
+    return [
+        {
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp": record.timestamp,
+            "key": render_bytes(record.key),
+            "value": render_bytes(record.value),
+            "headers": [
+                {"key": name, "value": render_bytes(value)} for name, value in record.headers or ()
+            ],
+        }
+        for record in records
+    ]

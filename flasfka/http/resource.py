@@ -24,7 +24,7 @@ from flasfka.http.auth import Guard
 from flasfka.http.cors import Cors
 from flasfka.http.hot import HotPath
 from flasfka.http.rendering import JSON, error_body, json_error
-from flasfka.http.routes import OWN_PATHS, ROUTES, allowed_methods
+from flasfka.http.routes import ROUTES, allowed_methods, is_own_path
 
 
 class TextConverter(PathConverter):
@@ -147,6 +147,6 @@ class GatewayRoot(Resource):
             request.setResponseCode(204)
             request.setHeader(b"Allow", ", ".join(methods).encode())
             return b""
-        if request.path in OWN_PATHS and request.method.decode("ascii", "replace") not in methods:
+        if is_own_path(request.path) and request.method.decode("ascii", "replace") not in methods:
             return _not_allowed(request, methods)  # not a redirect to the topic of that name
         return self._klein.render(request)

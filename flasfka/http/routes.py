@@ -103,6 +103,27 @@ LIMIT = Param(
     "Most messages to return (default CONSUMER_LIMIT, at most CONSUMER_MAX_LIMIT)",
 )
 
+ACK = Param(
+    "ack",
+    "query",
+    {"type": "string", "enum": ["explicit"]},
+    "explicit: at-least-once; the messages are leased, not committed, until POST .../ack",
+)
+LEASE = Param(
+    "lease",
+    "query",
+    {"type": "number", "minimum": 1},
+    "Seconds the messages stay leased (default CONSUMER_LEASE, at most CONSUMER_MAX_LEASE); "
+    "implies ack=explicit",
+)
+
+ACK_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["cursor"],
+    "properties": {"cursor": {"type": "string"}, "release": {"type": "boolean"}},
+    "additionalProperties": False,
+}
+
 MESSAGES_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["messages"],
@@ -128,6 +149,17 @@ MESSAGES_ANSWER: dict[str, Any] = {
     "properties": {
         "group": {"type": "string"},
         "messages": {"type": "array", "items": VALUE_SCHEMA},
+    },
+}
+
+LEASED_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["group", "messages", "cursor", "lease"],
+    "properties": {
+        "group": {"type": "string"},
+        "messages": {"type": "array"},
+        "cursor": {"type": "string", "description": "Acknowledge with POST .../ack"},
+        "lease": {"type": "number", "description": "Seconds the messages stay leased"},
     },
 }
 
@@ -172,7 +204,11 @@ _PRODUCE_ANSWERS = {
     502: Answer("The broker refused the messages", _ERROR),
 }
 _FETCH_ANSWERS = {
-    200: Answer("The next messages of the group, committed (at-most-once)", MESSAGES_ANSWER),
+    200: Answer(
+        "The next messages of the group, committed (at-most-once), or leased with a cursor "
+        "(ack=explicit)",
+        {"anyOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
+    ),
     **_TOPIC_ERRORS,
     502: Answer("The broker refused the commit", _ERROR),
 }
@@ -256,7 +292,7 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/",
         "topics.fetch",
         "The next messages of a topic for the default group",
-        parameters=(TOPIC, LIMIT),
+        parameters=(TOPIC, LIMIT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
         operation="consume",
@@ -267,9 +303,37 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/{group}/",
         "topics.fetch",
         "The next messages of a topic for a consumer group",
-        parameters=(TOPIC, GROUP, LIMIT),
+        parameters=(TOPIC, GROUP, LIMIT, ACK, LEASE),
         answers=_FETCH_ANSWERS,
         hot=True,
+        operation="consume",
+    ),
+    Route(
+        "ack",
+        "POST",
+        "/{topic}/{group}/ack",
+        "topics.ack",
+        "Acknowledge (or release) the messages of a GET with ack=explicit",
+        parameters=(TOPIC, GROUP),
+        body=ACK_BODY,
+        answers={
+            **_AUTH_ERRORS,
+            403: Answer(
+                "The principal's ACL does not allow consuming this topic and group", _ERROR
+            ),
+            204: Answer(
+                "Acknowledged (offsets committed up to the first unacknowledged message), or "
+                "released (delivered again at once); acking twice is 204 too"
+            ),
+            400: Answer("Not a cursor of this topic and group, or a bad body", _ERROR),
+            409: Answer(
+                "The lease is not held here (expired, released, partitions moved, restart, "
+                "another replica): the messages will be delivered again",
+                _ERROR,
+            ),
+            502: Answer("The broker refused the commit", _ERROR),
+            503: Answer("The broker is unreachable or slow", _ERROR, headers=("Retry-After",)),
+        },
         operation="consume",
     ),
 )
@@ -286,9 +350,13 @@ def allowed_methods(path: bytes) -> list[str]:
     routes = OWN_PATHS.get(path)
     if routes is None:
         segments = min(path.count(b"/"), 3)
-        routes = tuple(r for r in ROUTES if "{" in r.template and r.segments == segments)
+        routes = tuple(
+            r
+            for r in ROUTES
+            if "{" in r.template and r.template.endswith("/") and r.segments == segments
+        )
         if not path.endswith(b"/"):
-            routes = ()
+            routes = _group_route(path)
     methods = sorted({r.method for r in routes})
     if "GET" in methods:
         methods.append("HEAD")
@@ -355,3 +423,13 @@ def route_label(method: bytes, path: bytes) -> str:
     """The metric label of a request: its route's template, never a topic name; else 'other'."""
     route = route_of(method, path)
     return "other" if route is None else route.template
+
+
+def is_own_path(path: bytes) -> bool:
+    """Whether path is one of flasfka's own (never a topic path, so never redirected)."""
+    return path in OWN_PATHS or bool(_group_route(path))
+
+
+def _group_route(path: bytes) -> tuple[Route, ...]:
+    """The rows of /{topic}/{group}/<name> (e.g. the ack) that path is one of, or ()."""
+    return tuple(r for r in _SUFFIXED if _PATTERNS[r.name].fullmatch(path))

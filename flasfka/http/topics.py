@@ -7,6 +7,7 @@ from twisted.web.iweb import IRequest
 
 from flasfka.errors import FlasfkaError
 from flasfka.gateway import Gateway
+from flasfka.http.acks import leased_answer, parse_ack, parse_lease, wants_records
 from flasfka.http.auth import may_create
 from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
 from flasfka.http.rendering import JSON, render_values, status_of
@@ -50,8 +51,25 @@ class TopicRoutes:
         limit = parse_limit(
             raw_limit[-1] if raw_limit else None, self._default_limit, self._max_limit
         )
+        gateway = self._gateway
+        lease = parse_lease(request.args, gateway.lease_default, gateway.lease_max)
+        records_format = wants_records(request.args) if lease is not None else False
         request.setHeader(b"Content-Type", JSON)
         if request.method == b"HEAD":
             return b""
+        if lease is not None:
+            leased, cursor = await gateway.fetch_leased(
+                topic, group, limit, lease, create=may_create(request)
+            )
+            return leased_answer(group, leased, cursor, lease, records_format)
         records = await self._gateway.fetch(topic, group, limit, create=may_create(request))
         return orjson.dumps({"group": group, "messages": render_values(records)})
+
+    async def ack(self, request: IRequest, topic: str, group: str) -> bytes:
+        """POST /{topic}/{group}/ack: acknowledge (or release) a leased GET's messages."""
+        check_topic(topic)
+        check_group(group)
+        cursor, release = parse_ack(request.content.read())
+        await self._gateway.ack(topic, group, cursor, release)
+        request.setResponseCode(204)
+        return b""

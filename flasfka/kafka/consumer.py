@@ -96,6 +96,9 @@ class GroupMember:
         self._closed: Deferred[None] = Deferred()
         self._closed.addCallback(lambda _: self._commands.close())
         self.failure: str | None = None
+        #: Called (reactor thread) with the partitions a rebalance or close takes away, after
+        #: their buffered records are dropped: flasfka.leases drops their leases there.
+        self.on_revoke: Callable[[set[int]], None] | None = None
         self.last_used = reactor.seconds()
         #: GETs waiting in wait_for(); the member is not idle while there are any.
         self.waiting = 0
@@ -124,6 +127,8 @@ class GroupMember:
         """The thread is gone: give back the read-ahead share (reactor thread)."""
         self._drop(list(self._buffer))
         self._buffer.clear()
+        if self.on_revoke is not None:
+            self.on_revoke(set(self._assigned))
         self._share.leave()
         self._closed.callback(None)
 
@@ -298,6 +303,8 @@ class GroupMember:
                 (dropped if record.partition in gone else kept).append(record)
             self._buffer = deque(kept)
             self._drop(dropped)
+        if self.on_revoke is not None:
+            self.on_revoke(gone)
 
     def _received(self, records: list[Record], ends: list[int]) -> None:
         if self._closed.called:  # handed over after the member ended
@@ -367,6 +374,13 @@ class GroupMember:
         ends: dict[int, int] = {}
         for record in records:
             ends[record.partition] = record.offset + 1
+        return self.commit_offsets(ends)
+
+    def commit_offsets(self, ends: dict[int, int]) -> Deferred[None]:
+        """Commit partition -> next offset to read, synchronously with the broker."""
+        if not ends:
+            return succeed(None)
+        ends = dict(ends)
         # Never move a partition's offset back: records put back after a commit (their GET
         # was cancelled) are behind what was already committed.
         committed = self._committed
