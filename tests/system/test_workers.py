@@ -334,3 +334,54 @@ async def test_sigint_stops_every_worker_and_the_parent_exits_0(broker, tmp_path
         assert re.search(rf"\(pid {pid}\) stopping: SIGTERM", log), log
         assert not os.path.exists(f"/proc/{pid}")
     assert "all workers stopped" in log and "Traceback" not in log
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_workers_in_one_group_deliver_every_message_at_least_once_with_acks(instance):
+    from twisted.internet import reactor
+    from twisted.web.client import HTTPConnectionPool
+
+    topic, group = unique(), unique("g")
+    path = f"{instance.url}/{topic}/{group}/?ack=explicit&limit=5"
+    # One keep-alive connection per client is one worker: GET and its ack reach the same one.
+    clients: dict[str, HTTPConnectionPool] = {}
+    deadline = time.monotonic() + 60
+    while len(clients) < 2:
+        assert time.monotonic() < deadline, list(clients)
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = 1
+        response = await treq.get(path, pool=pool)  # also joins that worker's member
+        body = json.loads(await response.content())
+        assert response.code == 200 and body["messages"] == [], body
+        worker = response.headers.getRawHeaders("X-Flasfka-Worker")[0]
+        if worker in clients:
+            await pool.closeCachedConnections()
+        else:
+            clients[worker] = pool
+    values = [f"a{i}" for i in range(40)]
+    await post_values(instance.url, topic, values)
+    seen: list[str] = []
+    delivered_by: set[str] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while set(seen) != set(values) and time.monotonic() < deadline:
+            for worker, pool in clients.items():
+                response = await treq.get(path, pool=pool)
+                body = json.loads(await response.content())
+                assert response.code == 200, body
+                assert response.headers.getRawHeaders("X-Flasfka-Worker") == [worker]
+                if not body["messages"]:
+                    continue
+                delivered_by.add(worker)
+                seen.extend(body["messages"])
+                ack = await treq.post(
+                    f"{instance.url}/{topic}/{group}/ack",
+                    data=json.dumps({"cursor": body["cursor"]}).encode(),
+                    pool=pool,
+                )
+                assert ack.code == 204, await ack.text()
+    finally:
+        for pool in clients.values():
+            await pool.closeCachedConnections()
+    assert set(seen) == set(values)  # at least once: every message, duplicates allowed
+    assert delivered_by == {"1", "2"}
