@@ -229,6 +229,9 @@ def main() -> None:
         action="store_true",
         help="compare 1 and 2 worker processes (bench/workers.py)",
     )
+    parser.add_argument(
+        "--forms", action="store_true", help="also the produce forms (bench.produce_forms)"
+    )
     args = parser.parse_args()
     if args.auth:
         from bench.auth import report
@@ -265,6 +268,10 @@ def main() -> None:
     print(f"\nflasfka benchmark: medians of {args.repeats} rounds, wrk -t1 -c{CONNECTIONS},")
     print(f"{args.seconds:g} s per run, {took:.0f} s in all (logs: {work})")
     print(table(rounds))
+    if args.forms:
+        from bench.produce_forms import run
+
+        print("\n" + run(args.repeats, args.seconds))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ function init(args)
   end
   local headers = {}
   if body then
-    headers["Content-Type"] = "application/json"
+    headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
   end
   request_bytes = wrk.format(args[1], args[2], headers, body)
   counting = args[1] == "GET"

@@ -40,6 +40,7 @@ def run_wrk(
     delay_ms: float = 0,
     script: str = "load.lua",
     script_args: tuple[str, ...] | None = None,
+    content_type: str = "application/json",
 ) -> WrkResult:
     """One wrk run (one thread, connections open); fail loudly on anything but 2xx.
 
@@ -58,7 +59,7 @@ def run_wrk(
         "--",
         *(script_args or (method, path, body_file, f"{delay_ms:.3f}")),
     ]
-    env = {**os.environ, "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
+    env = {**os.environ, "BENCH_DELAY_MS": f"{delay_ms:.3f}", "BENCH_CONTENT_TYPE": content_type}
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
     if done.returncode:
         raise BenchFailure(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")

@@ -42,5 +42,13 @@ class Conflict(FlasfkaError):
     """The request names state this process no longer holds (e.g. an expired lease)."""
 
 
+class InFlight(FlasfkaError):
+    """A request with the same Idempotency-Key is still being served."""
+
+
+class KeyReused(FlasfkaError):
+    """An Idempotency-Key was used before for another request."""
+
+
 class NotPermitted(FlasfkaError):
     """The principal is authenticated but its ACL does not allow this (e.g. creating a topic)."""

@@ -6,6 +6,7 @@ It owns the producer, the admin client and the group readers, and knows nothing 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -13,7 +14,7 @@ from twisted.logger import Logger
 from flasfka.app.config import Config
 from flasfka.consumers import ConsumerRegistry
 from flasfka.cursors import CursorRef, CursorSigner
-from flasfka.errors import Conflict, FlasfkaError, TooLarge, Unavailable
+from flasfka.errors import Conflict, FlasfkaError, InvalidInput, TooLarge, Unavailable
 from flasfka.kafka import (
     GroupMember,
     KafkaProducer,
@@ -27,7 +28,7 @@ from flasfka.kafka.settings import message_max_bytes
 from flasfka.leases import Lease, Leases
 from flasfka.metrics import GatewayMetrics
 from flasfka.reactor import ReactorLike, RunBlocking
-from flasfka.records import Record
+from flasfka.records import Delivered, Outgoing, Record
 
 log = Logger(namespace="flasfka.gateway")
 
@@ -140,11 +141,17 @@ class Gateway:
             raise Unavailable("flasfka is starting", retry_after=1)
 
     async def produce(
-        self, topic: str, values: list[bytes], key: bytes | None, create: bool = True
+        self,
+        topic: str,
+        values: list[bytes],
+        key: bytes | None,
+        create: bool = True,
+        element: Callable[[int], str] = "message {}".format,
     ) -> None:
         """Send values to topic in order; return once the broker acknowledged all of them.
 
-        create=False: a missing topic is NotPermitted instead of created.
+        create=False: a missing topic is NotPermitted instead of created. element names a
+        message in the errors ("message 3", "line 4").
         """
         self._check_running()
         assert self.producer is not None and self.admin is not None
@@ -152,7 +159,7 @@ class Gateway:
         for index, value in enumerate(values):
             if len(value) + key_size > self._message_max_bytes:
                 raise TooLarge(
-                    f"message {index} is {len(value) + key_size} bytes with its key; the "
+                    f"{element(index)} is {len(value) + key_size} bytes with its key; the "
                     f"limit is {self._message_max_bytes} (message.max.bytes); nothing was sent"
                 )
         if not values:
@@ -172,6 +179,57 @@ class Gateway:
             raise
         self.produce_stalled = None
         self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
+
+    async def produce_records(
+        self,
+        topic: str,
+        records: list[Outgoing],
+        offsets: bool = False,
+        element: Callable[[int], str] = "message {}".format,
+        create: bool = True,
+    ) -> list[Delivered] | None:
+        """Send records to topic in order; return once the broker acknowledged all of them.
+
+        Checked before anything is sent: each record's size, and that its partition exists
+        (element names a record in the errors). Records without a key or partition go to
+        one partition picked for the POST, as the seed's messages without a key do. With
+        offsets, returns where each record was written. create as for produce().
+        """
+        self._check_running()
+        assert self.producer is not None and self.admin is not None
+        limit = self._message_max_bytes
+        for index, record in enumerate(records):
+            size = record.size
+            if size > limit:
+                raise TooLarge(
+                    f"{element(index)} is {size} bytes with its key and headers; the limit is "
+                    f"{limit} (message.max.bytes); nothing was sent"
+                )
+        if not records:
+            return [] if offsets else None
+        started = self._reactor.seconds()
+        try:
+            ensuring = self.admin.ensure(topic, create)
+            if ensuring is not None:
+                await ensuring
+            count = self.admin.partitions(topic)
+            for index, record in enumerate(records):
+                if record.partition >= count:
+                    raise InvalidInput(
+                        f'{element(index)} "partition": partition {record.partition} does not '
+                        f"exist; topic {topic!r} has {count} (0 to {count - 1}); nothing was sent"
+                    )
+            delivered = await self.producer.send_records(
+                topic, records, random.randrange(count), offsets
+            )
+        except FlasfkaError as e:
+            if isinstance(e, Unavailable) and self.producer.connected:
+                self.produce_stalled = e.message
+                self.produce_stalled_at = self._reactor.seconds()
+            raise
+        self.produce_stalled = None
+        self.metrics.produced(topic, len(records), self._reactor.seconds() - started)
+        return delivered
 
     async def fetch(self, topic: str, group: str, limit: int, create: bool = True) -> list[Record]:
         """Up to limit messages of topic for group, committed before they are returned.

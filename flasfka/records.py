@@ -49,3 +49,42 @@ class Record:
         return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     __hash__ = None  # type: ignore[assignment]  # mutable fields: compared by value
+
+
+class Outgoing:
+    """One message a POST sends: what a record object (or a string) of the body says.
+
+    partition -1 lets the producer choose (from the key, or the POST's partition for a
+    message without one); timestamp 0 lets librdkafka stamp the time of sending.
+    """
+
+    __slots__ = ("headers", "key", "partition", "timestamp", "value")
+
+    def __init__(
+        self,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        partition: int = -1,
+        timestamp: int = 0,
+    ) -> None:
+        self.value = value
+        self.key = key
+        self.headers = headers
+        self.partition = partition
+        self.timestamp = timestamp
+
+    @property
+    def size(self) -> int:
+        """Bytes of value, key and headers, as checked against message.max.bytes."""
+        size = len(self.value or b"") + len(self.key or b"")
+        if self.headers:
+            size += sum(len(name) + len(value or b"") for name, value in self.headers)
+        return size
+
+    def __repr__(self) -> str:
+        return f"Outgoing(value={self.value!r:.40}, key={self.key!r:.40}, p={self.partition})"
+
+
+#: Where the broker put a message: (partition, offset, timestamp in ms or -1).
+Delivered = tuple[int, int, int]

@@ -36,6 +36,7 @@ from flasfka.http.ops import OpsRoutes
 from flasfka.http.resource import GatewayRoot
 from flasfka.http.site import Draining, ObservedSite, make_site
 from flasfka.http.topics import TopicRoutes
+from flasfka.idempotency import IdempotencyStore
 from flasfka.kafka import check_client_settings, client_settings
 from flasfka.kafka.settings import TANSU_CONSUMER_SETTINGS
 from flasfka.metrics import GatewayMetrics
@@ -127,7 +128,16 @@ def build(
         is_draining = lambda: draining() and not worker.retiring  # noqa: E731
     handlers = {
         "topics": TopicRoutes(
-            gateway, config.DEFAULT_GROUP, config.CONSUMER_LIMIT, config.CONSUMER_MAX_LIMIT
+            gateway,
+            config.DEFAULT_GROUP,
+            config.CONSUMER_LIMIT,
+            config.CONSUMER_MAX_LIMIT,
+            idempotency=IdempotencyStore(
+                reactor,
+                config.IDEMPOTENCY_TTL,
+                config.IDEMPOTENCY_MAX_KEYS,
+                config.IDEMPOTENCY_MAX_BYTES,
+            ),
         ),
         "ops": OpsRoutes(
             gateway,

@@ -66,6 +66,12 @@ class Config:
     SHUTDOWN_GRACE: float = 10.0
     #: Seconds an HTTP connection may stay idle (slow or silent clients are cut).
     HTTP_IDLE_TIMEOUT: float = 60.0
+    #: Seconds a POST's answer is kept for retries with the same Idempotency-Key.
+    IDEMPOTENCY_TTL: float = 300.0
+    #: Most Idempotency-Keys kept per process (in flight or answered); oldest dropped first.
+    IDEMPOTENCY_MAX_KEYS: int = 10000
+    #: Most bytes of answers kept for Idempotency-Key replays; oldest dropped first.
+    IDEMPOTENCY_MAX_BYTES: int = 64 * 1024 * 1024
     #: Log format: "text" or "json".
     LOG_FORMAT: str = "text"
     #: Worker processes sharing the listening port: a number >= 1, or "auto" (one per CPU).
@@ -122,6 +128,9 @@ class Config:
             "CONSUMER_IDLE_TIMEOUT",
             "HTTP_IDLE_TIMEOUT",
             "CONSUMER_MAX_LEASED",
+            "IDEMPOTENCY_TTL",
+            "IDEMPOTENCY_MAX_KEYS",
+            "IDEMPOTENCY_MAX_BYTES",
             "AUTH_CACHE_SIZE",
             "AUTH_MAX_FAILURES",
             "AUTH_FAILURE_WINDOW",

@@ -23,6 +23,15 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before trying again",
         "schema": {"type": "string"},
     },
+    "Preference-Applied": {
+        "description": "return=representation when the answer carries the offsets",
+        "schema": {"type": "string"},
+    },
+    "Idempotent-Replayed": {
+        "description": "true when this is the kept answer of an earlier request with the "
+        "same Idempotency-Key (nothing was written)",
+        "schema": {"type": "string"},
+    },
     "WWW-Authenticate": {
         "description": "The Basic and Bearer challenges",
         "schema": {"type": "string"},
@@ -90,7 +99,10 @@ def _operation(route: Route, bounds: dict[str, dict[str, Any]]) -> dict[str, Any
     if route.body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": route.body}},
+            "content": {
+                "application/json": {"schema": route.body},
+                **{kind: {"schema": schema} for kind, schema in route.body_forms},
+            },
         }
     return operation
 

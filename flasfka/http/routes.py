@@ -54,6 +54,8 @@ class Route:
     summary: str
     parameters: tuple[Param, ...] = ()
     body: dict[str, Any] | None = None
+    #: Other media types of the body: (Content-Type, schema), besides application/json.
+    body_forms: tuple[tuple[str, dict[str, Any]], ...] = ()
     answers: dict[int, Answer] = field(default_factory=dict)
     #: Served by the fast path (flasfka.http.hot) when its segments are plain.
     hot: bool = False
@@ -86,7 +88,8 @@ KEY = Param(
     "key",
     "path",
     {"type": "string", "minLength": 1},
-    "POST: the record key of every message (UTF-8, percent-decoded, may hold '/')",
+    "POST: the record key of every message (UTF-8, percent-decoded, may hold '/'); its record "
+    'objects then have no "key"',
     required=True,
 )
 GROUP = Param(
@@ -124,11 +127,24 @@ ACK_BODY: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-MESSAGES_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["messages"],
-    "properties": {"messages": {"type": "array", "items": {"type": "string"}}},
-}
+PREFER = Param(
+    "Prefer",
+    "header",
+    {"type": "string", "examples": ["return=representation"]},
+    "return=representation: answer 200 with the partition, offset and timestamp of every "
+    "message instead of 204",
+)
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "A retry with the same key and request (topic, key, Content-Type, body) within "
+    "IDEMPOTENCY_TTL gets the first answer and writes nothing; the keys are kept per flasfka "
+    "process (at most IDEMPOTENCY_MAX_KEYS), a failed POST does not keep its key",
+)
+
+#: Standard base64 with its padding, as flasfka writes it and reads it (strictly).
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 VALUE_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -137,10 +153,108 @@ VALUE_SCHEMA: dict[str, Any] = {
         {
             "type": "object",
             "required": ["base64"],
-            "properties": {"base64": {"type": "string"}},
+            "properties": {
+                "base64": {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "pattern": BASE64_PATTERN,
+                }
+            },
             "additionalProperties": False,
         },
     ]
+}
+
+RECORD_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "description": "One message with its own key, headers, partition and timestamp",
+    "required": ["value"],
+    "properties": {
+        "value": VALUE_SCHEMA,
+        "key": {**VALUE_SCHEMA, "description": "Not with a key in the path"},
+        "headers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["key", "value"],
+                "properties": {"key": {"type": "string"}, "value": VALUE_SCHEMA},
+                "additionalProperties": False,
+            },
+        },
+        "partition": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2**31 - 1,
+            "description": "A partition of the topic (else 400)",
+        },
+        "timestamp": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2**63 - 1,
+            "description": "Milliseconds since the epoch (default: when it is sent)",
+        },
+    },
+    "additionalProperties": False,
+}
+
+#: With a key in the path, a record object has no "key" of its own.
+RECORD_OBJECT_KEYED: dict[str, Any] = {
+    **RECORD_OBJECT,
+    "properties": {k: v for k, v in RECORD_OBJECT["properties"].items() if k != "key"},
+}
+
+
+def _messages_body(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {"type": "array", "items": {"oneOf": [{"type": "string"}, record]}}
+        },
+    }
+
+
+MESSAGES_BODY = _messages_body(RECORD_OBJECT)
+MESSAGES_BODY_KEYED = _messages_body(RECORD_OBJECT_KEYED)
+
+#: The produce body's other forms (by Content-Type).
+PRODUCE_BODY_FORMS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "application/octet-stream",
+        {
+            "type": "string",
+            "format": "binary",
+            "description": "The raw bytes of ONE message (key from the path)",
+        },
+    ),
+    (
+        "application/x-ndjson",
+        {
+            "type": "string",
+            "description": "One message per line: a JSON string or a record object; blank "
+            "lines are skipped; an error names the line",
+        },
+    ),
+)
+
+OFFSETS_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["offsets"],
+    "properties": {
+        "offsets": {
+            "type": "array",
+            "description": "Where each message of the body was written, in body order",
+            "items": {
+                "type": "object",
+                "required": ["partition", "offset", "timestamp"],
+                "properties": {
+                    "partition": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                    "timestamp": {"type": "integer", "description": "ms, -1 if none"},
+                },
+            },
+        }
+    },
 }
 
 MESSAGES_ANSWER: dict[str, Any] = {
@@ -198,9 +312,19 @@ _TOPIC_ERRORS = {
     ),
 }
 _PRODUCE_ANSWERS = {
-    204: Answer("Every message was acknowledged by the broker (acks=all)"),
+    200: Answer(
+        "With Prefer: return=representation: every message was acknowledged, and where",
+        OFFSETS_ANSWER,
+        headers=("Preference-Applied", "Idempotent-Replayed"),
+    ),
+    204: Answer(
+        "Every message was acknowledged by the broker (acks=all)",
+        headers=("Idempotent-Replayed",),
+    ),
     **_TOPIC_ERRORS,
+    409: Answer("A request with this Idempotency-Key is still in flight", _ERROR),
     413: Answer("The body or a message is over the limit", _ERROR),
+    422: Answer("This Idempotency-Key was used for another request", _ERROR),
     502: Answer("The broker refused the messages", _ERROR),
 }
 _FETCH_ANSWERS = {
@@ -268,8 +392,9 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/",
         "topics.produce",
         "Send messages to a topic",
-        parameters=(TOPIC,),
+        parameters=(TOPIC, PREFER, IDEMPOTENCY_KEY),
         body=MESSAGES_BODY,
+        body_forms=PRODUCE_BODY_FORMS,
         answers=_PRODUCE_ANSWERS,
         hot=True,
         operation="produce",
@@ -280,8 +405,9 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/{key}/",
         "topics.produce",
         "Send messages to a topic, all with one record key",
-        parameters=(TOPIC, KEY),
-        body=MESSAGES_BODY,
+        parameters=(TOPIC, KEY, PREFER, IDEMPOTENCY_KEY),
+        body=MESSAGES_BODY_KEYED,
+        body_forms=PRODUCE_BODY_FORMS,
         answers=_PRODUCE_ANSWERS,
         hot=True,
         operation="produce",

@@ -5,39 +5,37 @@ from __future__ import annotations
 import orjson
 from twisted.web.iweb import IRequest
 
-from flasfka.errors import FlasfkaError
 from flasfka.gateway import Gateway
 from flasfka.http.acks import leased_answer, parse_ack, parse_lease, wants_records
 from flasfka.http.auth import may_create
-from flasfka.http.parsing import check_group, check_topic, parse_limit, parse_messages
-from flasfka.http.rendering import JSON, render_values, status_of
+from flasfka.http.parsing import check_group, check_topic, parse_limit
+from flasfka.http.produce import ProduceRoute
+from flasfka.http.rendering import JSON, render_values
+from flasfka.idempotency import IdempotencyStore
 
 
 class TopicRoutes:
     """Handlers of the topic rows of the route table, over a Gateway."""
 
     def __init__(
-        self, gateway: Gateway, default_group: str, default_limit: int, max_limit: int
+        self,
+        gateway: Gateway,
+        default_group: str,
+        default_limit: int,
+        max_limit: int,
+        idempotency: IdempotencyStore,
     ) -> None:
         self._gateway = gateway
+        self._produce = ProduceRoute(gateway, idempotency)
         self._metrics = gateway.metrics
         self.default_group = default_group
         self._default_limit = default_limit
         self._max_limit = max_limit
 
     async def produce(self, request: IRequest, topic: str, key: str | bytes | None = None) -> bytes:
-        """POST /{topic}/[{key}/]: send the body's messages, 204 once all are acknowledged."""
-        check_topic(topic)
-        if isinstance(key, str):
-            key = key.encode()
-        values = parse_messages(request.content.read())
-        try:
-            await self._gateway.produce(topic, values, key, create=may_create(request))
-        except FlasfkaError as e:
-            self._metrics.produce_failed(topic, status_of(e))
-            raise
-        request.setResponseCode(204)
-        return b""
+        """POST /{topic}/[{key}/]: send the body's messages, 204 once all are acknowledged
+        (flasfka.http.produce: body forms, offsets, Idempotency-Key)."""
+        return await self._produce.produce(request, topic, key)
 
     async def fetch(self, request: IRequest, topic: str, group: str | None = None) -> bytes:
         """GET /{topic}/[{group}/]: the next messages of the group, committed first.

@@ -7,6 +7,8 @@ no thread is involved and no Deferred is fired outside the reactor thread.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from flasfka.errors import FlasfkaError, Unavailable
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.kafka.settings import ACKNOWLEDGEMENT_SETTINGS
 from flasfka.reactor import ReactorLike
+from flasfka.records import Delivered, Outgoing
 
 log = Logger(namespace="flasfka.kafka.producer")
 
@@ -29,24 +32,54 @@ _IDLE_POLL = 0.1
 _QUEUE_MESSAGES = 100_000
 #: Seconds past message.timeout.ms after which a POST stops waiting for its delivery report.
 _DELIVERY_SLACK = 5.0
+#: POSTs in a row whose messages timed out while the broker was connected, after which the
+#: producer is taken for stuck and replaced (see KafkaProducer._note_outcome).
+_STUCK_TIMEOUTS = 2
 
 
 class _PendingDelivery:
-    """A POST waiting for the delivery report of its last message (see KafkaProducer.send)."""
+    """A POST waiting for its delivery reports (see KafkaProducer.send and send_records).
 
-    __slots__ = ("_done", "deferred", "error", "started", "topic")
+    It is answered when `remaining` reports came without an error, or at the first error.
+    With `offsets`, every message carries a report and fills its place in the list.
+    """
 
-    def __init__(self, done: list[_PendingDelivery], topic: str, started: float) -> None:
+    __slots__ = ("_done", "deferred", "error", "offsets", "remaining", "started", "topic")
+
+    def __init__(
+        self,
+        done: list[_PendingDelivery],
+        topic: str,
+        started: float,
+        reports: int = 1,
+        offsets: list[Delivered | None] | None = None,
+    ) -> None:
         self._done = done
         self.topic = topic
         self.started = started
+        self.remaining = reports
+        self.offsets = offsets
         self.error: KafkaError | None = None
-        self.deferred: Deferred[None] = Deferred()
+        self.deferred: Deferred[Any] = Deferred()
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
         """librdkafka's delivery report (reactor thread, inside poll)."""
-        self.error = error
-        self._done.append(self)
+        if error is not None:
+            if self.error is None:
+                self.error = error
+                self._done.append(self)
+            return
+        self.remaining -= 1
+        if not self.remaining and self.error is None:
+            self._done.append(self)
+
+    def on_indexed(self, index: int, error: KafkaError | None, message: Message) -> None:
+        """The delivery report of message index of a POST that asked for offsets."""
+        if error is None:
+            stamp = message.timestamp()[1]
+            # A delivered message has its partition and offset.
+            self.offsets[index] = (message.partition(), message.offset(), stamp)  # type: ignore[index, assignment]
+        self.on_delivery(error, message)
 
 
 class KafkaProducer:
@@ -96,6 +129,8 @@ class KafkaProducer:
         self.fatal_error: str | None = None
         #: How many producers were replaced after a fatal error.
         self.replaced = 0
+        #: POSTs in a row that timed out while connected (reset by any acknowledged one).
+        self._connected_timeouts = 0
 
     def start(self) -> None:
         """Create the producer and start serving its callbacks."""
@@ -240,6 +275,94 @@ class KafkaProducer:
         self._poll_soon()
         return pending.deferred
 
+    def send_records(
+        self,
+        topic: str,
+        records: Sequence[Outgoing],
+        keyless_partition: int,
+        offsets: bool = False,
+    ) -> Deferred[list[Delivered] | None]:
+        """Queue records (in order); fire once the broker has all of them.
+
+        A record without a partition goes to its key's partition (the partitioner's choice),
+        or to keyless_partition if it has no key either. The records of one POST may thus
+        go to several partitions, and the last-report argument of send() holds per
+        partition only: so the last record queued to each partition carries a report, and
+        the POST is answered when all of those came. The partitioner is not asked: the last
+        record of each explicit partition and the last record of each key (which goes where
+        every earlier record of that key goes) carry one, which includes the last record of
+        every partition the POST reaches.
+
+        With offsets, every record carries a report and the Deferred fires with the
+        (partition, offset, timestamp) of each, in order (only for the POSTs that ask).
+        """
+        if not records:
+            return succeed([] if offsets else None)
+        producer = self._producer
+        if producer is None or not self._running:
+            raise Unavailable("the producer is not running (shutting down)")
+        total = len(records)
+        if len(producer) + total > self._queue_room:
+            raise self._queue_error(topic, 0, total, None)
+        partitions = [
+            record.partition
+            if record.partition >= 0
+            else (-1 if record.key is not None else keyless_partition)
+            for record in records
+        ]
+        started = self._reactor.seconds()
+        callbacks: list[Any]
+        if offsets:
+            pending = _PendingDelivery(self._done, topic, started, total, [None] * total)
+            callbacks = [partial(pending.on_indexed, index) for index in range(total)]
+        else:
+            last: dict[object, int] = {}
+            for index, partition in enumerate(partitions):
+                last[partition if partition >= 0 else records[index].key] = index
+            pending = _PendingDelivery(self._done, topic, started, len(last))
+            callbacks = [None] * total
+            for index in last.values():
+                callbacks[index] = pending.on_delivery
+        produce = producer.produce
+        queued = 0
+        try:
+            for queued in range(total):
+                record = records[queued]
+                callback = callbacks[queued]
+                # Keyword arguments cost librdkafka's binding time: only pass what is set.
+                if record.headers is None and not record.timestamp:
+                    if callback is None:
+                        produce(topic, record.value, record.key, partitions[queued])
+                    else:
+                        produce(
+                            topic,
+                            record.value,
+                            record.key,
+                            partitions[queued],
+                            on_delivery=callback,
+                        )
+                else:
+                    produce(
+                        topic,
+                        record.value,
+                        record.key,
+                        partitions[queued],
+                        on_delivery=callback,
+                        timestamp=record.timestamp,
+                        headers=record.headers,  # type: ignore[arg-type]  # a list of pairs
+                    )
+        except BufferError:
+            raise self._queue_error(topic, queued, total, None) from None
+        except KafkaException as e:
+            error = e.args[0]
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                self.fatal_error = describe(error)
+                self._poll_soon()
+            raise self._queue_error(topic, queued, total, error) from None
+        self._waiting.append(pending)
+        self._poll_soon()
+        return pending.deferred
+
     def _queue_error(
         self, topic: str, queued: int, total: int, error: KafkaError | None
     ) -> FlasfkaError:
@@ -257,6 +380,7 @@ class KafkaProducer:
 
     def _answer(self, pending: _PendingDelivery) -> None:
         """Answer a POST from its last message's report (see send()); reactor thread."""
+        self._note_outcome(pending.error)
         d = pending.deferred
         if d.called:  # cancelled (the client left) or expired
             return
@@ -270,7 +394,29 @@ class KafkaProducer:
                 "ones may have timed out",
             )
         else:
-            d.callback(None)
+            d.callback(pending.offsets)
+
+    def _note_outcome(self, error: KafkaError | None) -> None:
+        """Replace a producer whose messages time out although the broker is connected.
+
+        A broker that lost the idempotent producer's state (a restarted memory broker, an
+        expired producer id) answers UNKNOWN_PRODUCER_ID, which librdkafka does not report
+        as fatal: it bumps its epoch locally and retries until message.timeout.ms, for every
+        POST, and never asks the broker for a new producer id (seen on Tansu: every POST got
+        503 for minutes). A new producer does ask: so after _STUCK_TIMEOUTS such POSTs in a
+        row, the next poll replaces it as after a fatal error.
+        """
+        if error is None:
+            self._connected_timeouts = 0
+            return
+        if error.code() != KafkaError._MSG_TIMED_OUT or not self.connected:
+            return
+        self._connected_timeouts += 1
+        if self._connected_timeouts >= _STUCK_TIMEOUTS and self.fatal_error is None:
+            self._connected_timeouts = 0
+            self.fatal_error = (
+                f"{_STUCK_TIMEOUTS} POSTs in a row timed out while the broker was connected"
+            )
 
     def _expire(self) -> None:
         """Fail the POSTs whose report has not come _DELIVERY_SLACK past message.timeout.ms

@@ -22,6 +22,8 @@ PRODUCE_TIMEOUT = 3.0
 SLACK = 2.5
 #: Messages of each POST while the broker goes away: a 204 must mean all of them are written.
 PER_POST = 20
+#: Partitions of the topic under test; half the POSTs spread their messages over all of them.
+PARTITIONS = 4
 #: CONSUMER_JOIN_TIMEOUT of the server under test (a Tansu join takes ~3.6 s).
 JOIN_TIMEOUT = 8.0
 #: The most a GET may wait for a commit the broker cannot take (librdkafka: ~6 s measured).
@@ -39,12 +41,15 @@ class Outcome:
     seconds: float
 
 
-async def post_one(url: str, topic: str, messages: list[str]) -> Outcome:
-    """POST messages and record what happened."""
+async def post_one(url: str, topic: str, messages: list[str], spread: bool = False) -> Outcome:
+    """POST messages (spread: as record objects over partitions 0-3) and record what happened."""
     from twisted.internet import reactor
 
     started = reactor.seconds()
-    body = json.dumps({"messages": messages}).encode()
+    elements: list[object] = list(messages)
+    if spread:
+        elements = [{"value": m, "partition": i % PARTITIONS} for i, m in enumerate(messages)]
+    body = json.dumps({"messages": elements}).encode()
     response = await treq.post(f"{url}/{topic}/", data=body, persistent=False)
     content = await response.content()
     error = None
@@ -56,13 +61,15 @@ async def post_one(url: str, topic: str, messages: list[str]) -> Outcome:
     )
 
 
-async def keep_posting(url: str, topic: str, name: str, stop: list[bool]) -> list[Outcome]:
+async def keep_posting(
+    url: str, topic: str, name: str, stop: list[bool], spread: bool = False
+) -> list[Outcome]:
     """POST numbered batches of PER_POST messages one after another until stop[0] is set."""
     outcomes: list[Outcome] = []
     number = 0
     while not stop[0]:
         batch = [f"{name}-{number}-{index}" for index in range(PER_POST)]
-        outcomes.append(await post_one(url, topic, batch))
+        outcomes.append(await post_one(url, topic, batch, spread))
         number += 1
         if outcomes[-1].status != 204:
             await sleep(0.2)
@@ -120,12 +127,14 @@ async def test_broker_loss_during_posts_and_recovery(own_broker, make_server):
         HOSTS=[own_broker.address],
         PRODUCE_TIMEOUT=PRODUCE_TIMEOUT,
         CONSUMER_JOIN_TIMEOUT=JOIN_TIMEOUT,
+        TOPIC_PARTITIONS=PARTITIONS,
     )
     topic = unique()
 
-    # Before the kill: every 204 means the message is in Kafka.
+    # Before the kill: every 204 means the message is in Kafka, also for a POST whose
+    # messages went to several partitions.
     stop = [False]
-    posters = [keep_posting(server.url, topic, f"before{i}", stop) for i in range(4)]
+    posters = [keep_posting(server.url, topic, f"before{i}", stop, i % 2 == 1) for i in range(4)]
     running = defer.gatherResults([defer.ensureDeferred(p) for p in posters])
     await sleep(1.0)
     stop[0] = True
@@ -140,7 +149,7 @@ async def test_broker_loss_during_posts_and_recovery(own_broker, make_server):
 
     # The kill, with POSTs in flight: each ends in 204 or 503 + Retry-After, none hangs.
     stop = [False]
-    posters = [keep_posting(server.url, topic, f"during{i}", stop) for i in range(4)]
+    posters = [keep_posting(server.url, topic, f"during{i}", stop, i % 2 == 1) for i in range(4)]
     running = defer.gatherResults([defer.ensureDeferred(p) for p in posters])
     await sleep(0.5)
     # Wait until the member fetched ahead some of these messages, then kill the broker.

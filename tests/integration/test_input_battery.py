@@ -7,6 +7,7 @@ off) and whose only consumer slot is taken, so no example waits for a group join
 
 from __future__ import annotations
 
+import base64
 import json
 import string
 from collections import Counter
@@ -96,8 +97,45 @@ _json_values = st.recursive(
     max_leaves=12,
 )
 
+_kv = st.one_of(
+    st.text(max_size=10),
+    st.none(),
+    st.builds(lambda b: {"base64": base64.b64encode(b).decode()}, st.binary(max_size=10)),
+    st.sampled_from([{"base64": "%%"}, {"base64": 5}, {"base64": "QQ=="}, {"b64": "QQ=="}]),
+    _json_values,
+)
+_record_headers = st.one_of(
+    st.lists(st.fixed_dictionaries({"key": st.text(max_size=5), "value": _kv}), max_size=3),
+    st.lists(_json_values, max_size=2),
+    _json_values,
+)
+#: Record objects: mostly well formed, with any field of any type now and then.
+_record_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "value": _kv,
+        "key": _kv,
+        "headers": _record_headers,
+        "partition": st.one_of(st.integers(-2, 3), st.integers(), _json_values),
+        "timestamp": st.one_of(st.integers(-1, 2**64), _json_values),
+        "extra": _json_values,
+    },
+)
+_record_bodies = st.lists(st.one_of(st.text(max_size=10), _record_objects), max_size=5)
+_ndjson_bodies = st.lists(
+    st.one_of(
+        st.text(max_size=10).map(json.dumps),
+        _record_objects.map(json.dumps),
+        _json_values.map(json.dumps),
+        st.sampled_from(["", " ", "{", '"\\ud800"', "\xff"]),
+    ),
+    max_size=6,
+).map(lambda lines: "\n".join(lines).encode())
+
 _bodies = st.one_of(
     st.binary(max_size=200),
+    _record_bodies.map(lambda ms: json.dumps({"messages": ms}).encode()),
+    _ndjson_bodies,
     _json_values.map(lambda v: json.dumps(v).encode()),
     st.builds(
         lambda v: json.dumps({"messages": v}).encode(),
@@ -128,10 +166,26 @@ _headers = st.lists(
     st.one_of(
         st.tuples(_header_names, _header_values),
         st.tuples(
-            st.sampled_from([b"Content-Type", b"Accept", b"Expect", b"Connection", b"Host"]),
+            st.sampled_from(
+                [
+                    b"Content-Type",
+                    b"Content-Type",
+                    b"Accept",
+                    b"Expect",
+                    b"Connection",
+                    b"Host",
+                    b"Prefer",
+                    b"Idempotency-Key",
+                ]
+            ),
             st.sampled_from(
                 [
                     b"application/json",
+                    b"application/octet-stream",
+                    b"application/x-ndjson",
+                    b"Application/X-NDJSON; charset=utf-8",
+                    b"return=representation",
+                    b"retry-1",
                     b"text/plain; charset=latin-1",
                     b"\xff",
                     b"100-continue",
@@ -178,6 +232,8 @@ _likely_posts = st.tuples(
         st.lists(st.text(max_size=30), max_size=5).map(
             lambda ms: json.dumps({"messages": ms}, ensure_ascii=False).encode()
         ),
+        _record_bodies.map(lambda ms: json.dumps({"messages": ms}).encode()),
+        _ndjson_bodies,
         _bodies,
     ),
     st.just(None),

@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from flasfka.errors import Unavailable
 from flasfka.kafka import consumer as kafka_consumer
 from flasfka.kafka import producer as kafka_producer
+from flasfka.records import Outgoing
 
 
 class SyncReactor(Clock):
@@ -17,6 +18,23 @@ class SyncReactor(Clock):
 
     def callFromThread(self, f, *args, **kwargs):  # noqa: N802
         f(*args, **kwargs)
+
+
+class FakeMessage:
+    """A delivered message as a delivery report carries it: partition, offset, timestamp."""
+
+    def __init__(self, value, produced):
+        self._index = next(i for i, m in enumerate(produced) if m[0] == value)
+        self._partition = produced[self._index][2]
+
+    def partition(self):
+        return self._partition
+
+    def offset(self):
+        return 1000 + self._index
+
+    def timestamp(self):
+        return (1, 1_700_000_000_000 + self._index)
 
 
 class FakeProducer:
@@ -32,20 +50,28 @@ class FakeProducer:
         self.queued = []
         self.acknowledged = []
 
-    def produce(self, topic, value, key, partition, on_delivery=None):
+    def produce(self, topic, value, key, partition, on_delivery=None, **fields):
         if len(self.queued) >= self.room:
             raise BufferError("queue full")
         self.queued.append((value, on_delivery))
+        self.produced.append((value, key, partition, fields))
 
-    def report(self, error=None):
-        self.acknowledged = [(on_delivery, error) for _, on_delivery in self.queued]
-        self.queued = []
+    @property
+    def produced(self):
+        """Every message produce() took: (value, key, partition, other fields)."""
+        return self.__dict__.setdefault("_produced", [])
+
+    def report(self, error=None, only=None):
+        """Acknowledge what is queued (or the messages whose values are in only)."""
+        chosen = [m for m in self.queued if only is None or m[0] in only]
+        self.acknowledged += [(on_delivery, error, value) for value, on_delivery in chosen]
+        self.queued = [m for m in self.queued if m not in chosen]
 
     def poll(self, timeout):
         served, self.acknowledged = self.acknowledged, []
-        for on_delivery, error in served:
+        for on_delivery, error, value in served:
             if on_delivery is not None:
-                on_delivery(error, None)
+                on_delivery(error, FakeMessage(value, self.produced))
         return len(served)
 
     def __len__(self):
@@ -235,3 +261,113 @@ def test_a_fatal_produce_error_fails_the_post_and_replaces_the_producer(producer
     producer._reactor.advance(0.2)
     assert producer._producer is not failed
     assert producer.fatal_error is None
+
+
+def records(*specs):
+    """Outgoing records from (value, key, partition) triples."""
+    return [Outgoing(value, key, partition=partition) for value, key, partition in specs]
+
+
+def reported(producer):
+    """The values of the queued messages that carry a delivery report."""
+    return [value for value, on_delivery in producer._producer.queued if on_delivery is not None]
+
+
+def test_records_on_several_partitions_wait_for_the_last_of_each(producer):
+    sent = records((b"a0", None, 0), (b"b1", None, 1), (b"c0", None, 0), (b"d2", None, 2))
+    out = results(producer.send_records("t", sent, keyless_partition=0))
+    assert reported(producer) == [b"b1", b"c0", b"d2"]
+    # Partitions 0 and 1 acknowledged, 2 not yet: no answer.
+    producer._producer.report(only={b"a0", b"b1", b"c0"})
+    producer._reactor.advance(0.2)
+    assert out == []
+    producer._producer.report(only={b"d2"})
+    producer._reactor.advance(0.2)
+    assert out == [None]
+
+
+def test_keyed_records_without_a_partition_report_the_last_of_each_key(producer):
+    sent = records((b"1", b"k1", -1), (b"2", b"k2", -1), (b"3", b"k1", -1), (b"4", None, -1))
+    out = results(producer.send_records("t", sent, keyless_partition=3))
+    # Same key, same partition: the last of each key covers it; keyless ones go to 3.
+    assert reported(producer) == [b"2", b"3", b"4"]
+    assert [m[2] for m in producer._producer.produced] == [-1, -1, -1, 3]
+    acknowledge(producer)
+    assert out == [None]
+
+
+def test_one_partition_failing_fails_the_post(producer):
+    sent = records((b"a", None, 0), (b"b", None, 1))
+    out = results(producer.send_records("t", sent, keyless_partition=0))
+    producer._producer.report(only={b"a"})
+    producer._producer.report(KafkaError(KafkaError._MSG_TIMED_OUT), only={b"b"})
+    producer._reactor.advance(0.2)
+    assert len(out) == 1 and isinstance(out[0].value, Unavailable)
+
+
+def test_records_of_one_partition_carry_one_report(producer):
+    sent = records((b"a", None, -1), (b"b", None, -1), (b"c", None, -1))
+    producer.send_records("t", sent, keyless_partition=2)
+    assert reported(producer) == [b"c"]
+
+
+def test_offsets_come_from_a_report_of_every_message_in_order(producer):
+    sent = records((b"a", None, 1), (b"b", None, 0), (b"c", b"k", -1))
+    out = results(producer.send_records("t", sent, keyless_partition=0, offsets=True))
+    assert reported(producer) == [b"a", b"b", b"c"]
+    # Reports come in any order; the answer is in message order.
+    producer._producer.report(only={b"c"})
+    producer._producer.report(only={b"b", b"a"})
+    producer._reactor.advance(0.2)
+    assert out == [
+        [(1, 1000, 1_700_000_000_000), (0, 1001, 1_700_000_000_001), (-1, 1002, 1_700_000_000_002)]
+    ]
+
+
+def test_headers_and_timestamps_are_passed_to_librdkafka(producer):
+    record = Outgoing(None, b"k", [("h", b"1"), ("h", None)], partition=0, timestamp=1234)
+    producer.send_records("t", [record], keyless_partition=0)
+    assert producer._producer.produced == [
+        (None, b"k", 0, {"timestamp": 1234, "headers": [("h", b"1"), ("h", None)]})
+    ]
+
+
+def test_records_that_do_not_fit_the_queue_are_refused_with_nothing_queued(producer):
+    producer._queue_room = 2
+    with pytest.raises(Unavailable, match="nothing was queued"):
+        producer.send_records("t", records((b"a", None, 0), (b"b", None, 1), (b"c", None, 2)), 0)
+    assert producer._producer.queued == []
+
+
+def test_a_producer_whose_posts_time_out_while_connected_is_replaced(producer):
+    # E.g. a restarted broker that forgot the idempotent producer's id: librdkafka retries
+    # with local epoch bumps until every message times out, and never recovers by itself.
+    failed = producer._producer
+    producer.connected = True
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    first = results(producer.send("t", [b"a"], None))
+    acknowledge(producer, timed_out)
+    assert isinstance(first[0].value, Unavailable)
+    assert producer._producer is failed  # one timeout: maybe a slow broker
+    second = results(producer.send("t", [b"b"], None))
+    acknowledge(producer, timed_out)
+    assert isinstance(second[0].value, Unavailable)
+    producer._reactor.advance(0.2)
+    assert producer._producer is not failed and producer.replaced == 1
+    after = results(producer.send("t", [b"c"], None))
+    acknowledge(producer)
+    assert after == [None]
+
+
+def test_timeouts_broken_by_an_acknowledgement_or_while_disconnected_keep_the_producer(producer):
+    failed = producer._producer
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    producer.connected = True
+    for error in (timed_out, None, timed_out):
+        producer.send("t", [b"x"], None)
+        acknowledge(producer, error)
+    producer.connected = False
+    producer.send("t", [b"y"], None)
+    acknowledge(producer, timed_out)
+    producer._reactor.advance(0.2)
+    assert producer._producer is failed and producer.replaced == 0
