@@ -22,11 +22,13 @@ run: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# python -m bench: flasfka against a bare Klein app and direct confluent-kafka (~3.5 min).
+# python -m bench: flasfka against a bare Klein app and direct confluent-kafka (~3.5 min),
+# then python -m bench --workers: 1 against 2 worker processes (~5 min).
 BENCH_ARGS ?=
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench --workers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -225,6 +225,11 @@ def main() -> None:
         "--auth", action="store_true", help="only POST 1 msg with Basic auth on vs off"
     )
     parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="compare 1 and 2 worker processes (bench/workers.py)",
+    )
+    parser.add_argument(
         "--forms", action="store_true", help="also the produce forms (bench.produce_forms)"
     )
     args = parser.parse_args()
@@ -232,6 +237,11 @@ def main() -> None:
         from bench.auth import report
 
         print(report(args.seconds, args.repeats))
+        return
+    if args.workers:
+        from bench import workers
+
+        workers.main(args.repeats if args.repeats != 3 else 2)
         return
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-"))
     bodies = {}

@@ -24,6 +24,11 @@ class Children:
         self._logs = logs
         self._procs: list[subprocess.Popen[bytes]] = []
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the children, in start order."""
+        return [proc.pid for proc in self._procs]
+
     def start(self, name: str, argv: list[str], port: int, **env: str) -> None:
         """Start argv (output to logs/name.log) and wait until it listens on port."""
         log = open(self._logs / f"{name}.log", "wb")  # kept open for the child

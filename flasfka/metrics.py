@@ -1,12 +1,20 @@
-"""Prometheus metrics of one flasfka instance, in a registry of its own (not the global one)."""
+"""Prometheus metrics of one flasfka instance, in a registry of its own (not the global one).
+
+With worker processes (WORKERS > 1) every worker writes its values to files in one directory
+(prometheus_client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR, set by the parent before the
+worker imports prometheus_client), and whichever worker answers /metrics adds up the files of
+all of them. Counters and histograms of a worker that died stay counted (its files stay);
+gauges count live workers only (the parent removes a dead worker's gauge files).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 #: The Content-Type of GET /metrics.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -21,11 +29,22 @@ class GatewayMetrics:
     """Counters, histograms and gauges of one flasfka instance.
 
     The hot path calls one method per request or per batch of messages, never per message.
+    multiprocess_dir (a worker's PROMETHEUS_MULTIPROC_DIR) makes render() report every
+    worker; gauges read from callables are then written by refresh() (each worker calls it
+    every second and before it renders), since another worker cannot call them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        self._multiprocess_dir = multiprocess_dir
+        self._all_workers: CollectorRegistry | None = None
+        if multiprocess_dir is not None:
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                raise RuntimeError("set PROMETHEUS_MULTIPROC_DIR before prometheus_client loads")
+            self._all_workers = CollectorRegistry()
+            MultiProcessCollector(self._all_workers, path=multiprocess_dir)
+        self._watched: list[tuple[Gauge, Callable[[], float]]] = []
         self._requests = Counter(
             "flasfka_http_requests",
             "HTTP requests answered, by route, method and status.",
@@ -67,22 +86,26 @@ class GatewayMetrics:
             "flasfka_consumers_open",
             "Consumer group members open (one per topic and group).",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.read_ahead_bytes = Gauge(
             "flasfka_read_ahead_bytes",
             "Bytes fetched ahead of GETs by every consumer, not yet taken.",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.broker_connected = Gauge(
             "flasfka_broker_connected",
             "1 while the producer has a connection to some broker, else 0.",
             registry=registry,
+            multiprocess_mode="livemin",
         )
         self._leased = Gauge(
             "flasfka_leased_messages",
             "Messages leased by GETs with ack=explicit and not yet acknowledged, by topic.",
             ["topic"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self._lease_events = {
             kind: Counter(
@@ -107,6 +130,7 @@ class GatewayMetrics:
             "flasfka_http_requests_in_flight",
             "HTTP requests received and not yet answered.",
             registry=registry,
+            multiprocess_mode="livesum",
         )
 
     def watch(
@@ -116,9 +140,21 @@ class GatewayMetrics:
         read_ahead_bytes: Callable[[], float],
     ) -> None:
         """Read these gauges from callables whenever /metrics is scraped."""
-        self.consumers_open.set_function(consumers_open)
-        self.read_ahead_bytes.set_function(read_ahead_bytes)
-        self.broker_connected.set_function(broker_connected)
+        self.watch_gauge(self.consumers_open, consumers_open)
+        self.watch_gauge(self.read_ahead_bytes, read_ahead_bytes)
+        self.watch_gauge(self.broker_connected, broker_connected)
+
+    def watch_gauge(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """gauge's value is read() (when scraped; with workers, also every refresh())."""
+        if self._multiprocess_dir is None:
+            gauge.set_function(read)
+        else:
+            self._watched.append((gauge, read))
+
+    def refresh(self) -> None:
+        """Write the gauges read from callables (workers only: for the other workers)."""
+        for gauge, read in self._watched:
+            gauge.set(read())
 
     def request_done(self, route: str, method: bytes, status: int, seconds: float) -> None:
         """Count one answered request on route (a route table template, or "other")."""
@@ -168,5 +204,8 @@ class GatewayMetrics:
         self._by_topic(self._lease_events[kind], topic).inc(records)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
+        """The Prometheus text exposition of every metric (of every worker, with workers)."""
+        if self._all_workers is not None:
+            self.refresh()
+            return generate_latest(self._all_workers)
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.internet import TimerService
 from twisted.internet import endpoints, threads
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import ILogObserver, Logger
@@ -25,6 +26,7 @@ from flasfka.app.services import (
     new_pool,
     run_blocking_on,
 )
+from flasfka.app.sharing import WORKER_HEADER, WorkerIdentity, ready_to_serve, scheme_of
 from flasfka.app.shutdown import GracefulListener, OrderedMultiService
 from flasfka.app.tls import require_client_certificates
 from flasfka.gateway import Gateway
@@ -70,10 +72,10 @@ class Flasfka(OrderedMultiService):
         super().setServiceParent(parent)
 
 
-def embedded_config(config: Config, broker: EmbeddedBroker) -> Config:
+def embedded_config(config: Config, broker_address: str) -> Config:
     """config pointed at the embedded broker, with the Tansu consumer settings."""
     return config.replace(
-        HOSTS=[broker.address],
+        HOSTS=[broker_address],
         CONSUMER_CONFIG={**TANSU_CONSUMER_SETTINGS, **config.CONSUMER_CONFIG},
     )
 
@@ -85,8 +87,16 @@ def build(
     embedded_broker: bool = False,
     log_format: str | None = None,
     config_source: str = "defaults",
+    worker: WorkerIdentity | None = None,
+    listen_reactor: Any = None,
 ) -> Flasfka:
-    """flasfka listening on endpoint (a Twisted endpoint string or object)."""
+    """flasfka listening on endpoint (a Twisted endpoint string or object).
+
+    worker: this process is one of the workers of an instance (flasfka.app.worker); its
+    metrics are reported with the other workers', its responses name it. listen_reactor
+    (default: reactor) is what an endpoint string listens with: a worker's AdoptingReactor
+    adopts the socket its parent bound.
+    """
     top = Flasfka(log_format or config.LOG_FORMAT)
     broker_ready = None
     if embedded_broker:
@@ -94,7 +104,7 @@ def build(
             broker = EmbeddedBroker(reactor, free_port(), tansu_binary())
         except RuntimeError as e:
             raise BuildError(str(e)) from None
-        config = embedded_config(config, broker)
+        config = embedded_config(config, broker.address)
         broker.setServiceParent(top)
         broker_ready = broker.ready
     try:
@@ -102,12 +112,16 @@ def build(
     except ValueError as e:
         raise BuildError(f"config error: {config_source}: {e}") from None
 
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(worker.metrics_dir if worker is not None else None)
     pool = new_pool()
     gateway = Gateway(reactor, config, run_blocking_on(reactor, pool), metrics)
     kafka = KafkaService(reactor, config, gateway, pool, broker_ready)
     kafka.setServiceParent(top)
     idle_expiry(gateway, config, reactor).setServiceParent(top)
+    if worker is not None:
+        gauges = TimerService(1.0, metrics.refresh)
+        gauges.clock = reactor
+        gauges.setServiceParent(top)
 
     draining = Draining()
     streams = Streams(
@@ -117,6 +131,9 @@ def build(
         config.STREAM_HEARTBEAT,
         config.CONSUMER_JOIN_TIMEOUT,
     )
+    is_draining: Any = draining
+    if worker is not None:  # a worker being replaced drains, the instance stays ready
+        is_draining = lambda: draining() and not worker.retiring  # noqa: E731
     handlers = {
         "topics": TopicRoutes(
             gateway,
@@ -135,7 +152,7 @@ def build(
         "ops": OpsRoutes(
             gateway,
             metrics,
-            is_draining=draining,
+            is_draining=is_draining,
             clock=reactor,
             stall_window=max(60.0, 3 * config.PRODUCE_TIMEOUT),
             max_limit=config.CONSUMER_MAX_LIMIT,
@@ -157,13 +174,14 @@ def build(
         clock=reactor,
         metrics=metrics,
         draining=draining,
+        worker_header=None if worker is None else (WORKER_HEADER, [str(worker.id).encode()]),
     )
     if isinstance(endpoint, str):
         try:
-            listening = endpoints.serverFromString(reactor, endpoint)
+            listening = endpoints.serverFromString(listen_reactor or reactor, endpoint)
         except (ValueError, TypeError) as e:
             raise BuildError(f"bad --port {endpoint!r}: {e}") from None
-        scheme = "https" if endpoint.startswith(("ssl:", "tls:")) else "http"
+        scheme = scheme_of(endpoint)
         if config.TLS_CLIENT_CA:
             try:
                 listening = require_client_certificates(listening, config.TLS_CLIENT_CA)
@@ -181,8 +199,15 @@ def build(
             raise BuildError(
                 f"config error: {config_source}: TLS_CLIENT_CA needs an ssl: listener string"
             )
+    ready = kafka.clients_started
+    if worker is not None:  # the other workers serve meanwhile
+        ready = ready_to_serve(
+            kafka.clients_started,
+            lambda: gateway.producer is not None and gateway.producer.connected,
+            reactor,
+        )
     listener = GracefulListener(
-        ListenWhenReady(listening, kafka.clients_started), site, config.SHUTDOWN_GRACE, scheme
+        ListenWhenReady(listening, ready), site, config.SHUTDOWN_GRACE, scheme
     )
     listener.setServiceParent(top)
     # Added last, so stopped first: open streams end (what they wrote is committed) before

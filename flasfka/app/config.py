@@ -80,6 +80,8 @@ class Config:
     MAX_STREAMS: int = 100
     #: Seconds a stream may stay silent before it writes a heartbeat (an SSE comment).
     STREAM_HEARTBEAT: float = 15.0
+    #: Worker processes sharing the listening port: a number >= 1, or "auto" (one per CPU).
+    WORKERS: int | str = 1
     #: Seconds a GET with ack=explicit leases its messages for without ?lease=.
     CONSUMER_LEASE: float = 30.0
     #: Largest ?lease= a GET accepts (seconds).
@@ -152,6 +154,8 @@ class Config:
             raise ConfigError(f"{source}: HOSTS must be a non-empty list of 'host:port' strings")
         if self.CONSUMER_LIMIT > self.CONSUMER_MAX_LIMIT:
             raise ConfigError(f"{source}: CONSUMER_LIMIT must be <= CONSUMER_MAX_LIMIT")
+        if self.WORKERS != "auto" and not (isinstance(self.WORKERS, int) and self.WORKERS >= 1):
+            raise ConfigError(f"{source}: WORKERS must be a number >= 1 or 'auto'")
         if not 1 <= self.CONSUMER_LEASE <= self.CONSUMER_MAX_LEASE:
             raise ConfigError(
                 f"{source}: CONSUMER_LEASE must be from 1 to CONSUMER_MAX_LEASE seconds"
@@ -233,6 +237,8 @@ def _type_ok(expected: str, value: Any) -> bool:
         return isinstance(value, bool)
     if expected == "str":
         return isinstance(value, str)
+    if expected == "int | str":
+        return isinstance(value, (int, str)) and not isinstance(value, bool)
     if expected == "list[str]":
         return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     if expected == "dict[str, Any]":
@@ -240,6 +246,13 @@ def _type_ok(expected: str, value: Any) -> bool:
     if expected == "list[dict[str, Any]]":
         return isinstance(value, (list, tuple)) and all(isinstance(v, Mapping) for v in value)
     raise AssertionError(f"unhandled config type {expected}")
+
+
+def worker_count(workers: int | str) -> int:
+    """The number of worker processes WORKERS (or --workers) asks for ("auto": one per CPU)."""
+    if workers == "auto":
+        return os.cpu_count() or 1
+    return int(workers)
 
 
 def config_from_mapping(values: Mapping[str, Any], source: str) -> Config:

@@ -97,3 +97,20 @@ def stdout_observer(log_format: str) -> ILogObserver:
     if log_format == "json":
         return json_stdout_observer()
     return text_file_observer(sys.stdout)
+
+
+def worker_observer(observer: ILogObserver, worker_id: int) -> ILogObserver:
+    """observer, with each event naming the worker process that logged it.
+
+    JSON lines get a ``"worker"`` field; text lines show ``worker N`` in their [system] part.
+    """
+
+    def observe(event: dict[str, Any]) -> None:
+        event = dict(event, worker=worker_id)
+        if event.get("log_system", "-") == "-":
+            level = event.get("log_level")
+            name = level.name if level is not None else "-"
+            event["log_system"] = f"worker {worker_id} {event.get('log_namespace', '-')}#{name}"
+        observer(event)
+
+    return observe  # type: ignore[return-value]

@@ -7,7 +7,7 @@ from typing import Any
 from twisted.python import usage
 
 from flasfka.app.build import BuildError, Flasfka, build
-from flasfka.app.config import ConfigError, load_config
+from flasfka.app.config import ConfigError, load_config, worker_count
 from flasfka.app.logs import LOG_FORMATS
 
 
@@ -21,6 +21,13 @@ class Options(usage.Options):
         ["interface", "i", "127.0.0.1", "Interface a plain port number listens on"],
         ["config", "c", None, "Config file (a Python file); default: $FLASFKA_CONFIG"],
         ["log-format", None, None, "Log output: text or json (default: LOG_FORMAT of the config)"],
+        [
+            "workers",
+            "w",
+            None,
+            "Worker processes sharing the port: N or auto, one per CPU (default: WORKERS of "
+            "the config, 1)",
+        ],
     ]
     optFlags = [  # noqa: N815 (Twisted's name)
         ["embedded-broker", "e", "Start a memory-only Tansu broker on loopback and use it"],
@@ -30,6 +37,11 @@ class Options(usage.Options):
         """Turn a bare port number into an endpoint string."""
         if self["log-format"] not in (None, *LOG_FORMATS):
             raise usage.UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
+        workers = self["workers"]
+        if workers is not None and workers != "auto":
+            if not workers.isdigit() or int(workers) < 1:
+                raise usage.UsageError("--workers must be a number >= 1 or auto")
+            self["workers"] = int(workers)
         port = self["port"]
         if port.isdigit():
             self["endpoint"] = f"tcp:{int(port)}:interface={self['interface']}"
@@ -38,14 +50,31 @@ class Options(usage.Options):
 
 
 def makeService(options: Options, reactor: Any = None) -> Flasfka:  # noqa: N802
-    """Build flasfka from the options: [embedded broker], the Kafka side, the listener."""
+    """Build flasfka from the options: [embedded broker], the Kafka side, the listener.
+
+    With more than one worker (--workers, WORKERS), the parent of the workers instead.
+    """
     if reactor is None:
         from twisted.internet import reactor  # twistd's reactor, installed by now
     try:
         config = load_config(options["config"])
     except ConfigError as e:
         raise usage.UsageError(f"config error: {e}") from None
+    workers = worker_count(options["workers"] if options["workers"] is not None else config.WORKERS)
     try:
+        if workers > 1:
+            from flasfka.app.workers import build_workers
+
+            return build_workers(
+                config,
+                reactor,
+                options["endpoint"],
+                workers,
+                options["config"],
+                embedded_broker=bool(options["embedded-broker"]),
+                log_format=options["log-format"],
+                config_source=options["config"] or "defaults",
+            )
         return build(
             config,
             reactor,

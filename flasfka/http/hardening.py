@@ -25,6 +25,8 @@ class GatewayRequest(server.Request):
     """
 
     max_body_size = 10 * 1024 * 1024
+    #: (header, worker id) stamped on every response with WORKERS > 1, else None.
+    worker_header: tuple[bytes, list[bytes]] | None = None
     _refused = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -74,8 +76,10 @@ class GatewayRequest(server.Request):
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
-        """Stamp the version header on every response, then render."""
+        """Stamp the version header (and the worker's) on every response, then render."""
         self.responseHeaders.setRawHeaders(VERSION_HEADER, [VERSION])
+        if self.worker_header is not None:
+            self.responseHeaders.setRawHeaders(*self.worker_header)
         super().process()
 
 
@@ -90,6 +94,8 @@ class GatewayChannel(http.HTTPChannel):
     """
 
     request_timeout = 60.0
+    #: Set once the connection is gone (the last response bytes are out): drain waits for it.
+    connection_closed = False
     _deadline: IDelayedCall | None = None
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
@@ -105,6 +111,7 @@ class GatewayChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """Stop the deadline with the connection."""
+        self.connection_closed = True
         self._stop_deadline()
         super().connectionLost(reason)
 

@@ -123,7 +123,9 @@ def openapi_document(bounds: dict[str, dict[str, Any]] | None = None) -> dict[st
             "title": "flasfka",
             "version": __version__,
             "description": "HTTP gateway for Kafka. A path ending in '/' names a topic; "
-            "paths of flasfka's own never end in '/'. Every answer carries X-Flasfka-Version; "
+            "paths of flasfka's own never end in '/'. Every answer carries X-Flasfka-Version "
+            "(and, with worker processes, WORKERS > 1, X-Flasfka-Worker: the id of the worker "
+            "that answered); "
             'every error is JSON {"error", "status"}.',
         },
         "paths": paths,

@@ -132,10 +132,22 @@ async def test_flasfka_serve_serves_on_the_embedded_broker(venv_bin, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_installed_flasfka_serve_runs_two_workers(venv_bin, tmp_path):
+    port = free_port()
+    command = [str(venv_bin / "flasfka-serve"), "-e", "-p", str(port), "--workers", "2"]
+    output = await threads.deferToThread(
+        round_trip, command, port, installed_env(venv_bin), tmp_path
+    )
+    for worker in (1, 2):
+        assert f"[worker {worker} flasfka#info] flasfka listening on" in output, output
+    assert "all workers stopped" in output
+
+
+@pytest_twisted.ensureDeferred
 async def test_flasfka_serve_help(venv_bin, tmp_path):
     result = await run_installed(venv_bin, tmp_path, "flasfka-serve", "-h")
     assert result.returncode == 0
-    for option in ("--port", "--config", "--embedded-broker"):
+    for option in ("--port", "--config", "--embedded-broker", "--workers"):
         assert option in result.stdout
 
 
