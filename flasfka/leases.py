@@ -148,6 +148,11 @@ class Leases:
         member.on_revoke = self.revoke
 
     @property
+    def max_leased(self) -> int:
+        """The most records this member leases at once (CONSUMER_MAX_LEASED)."""
+        return self._max_leased
+
+    @property
     def returned(self) -> int:
         """Records waiting to be delivered again."""
         return len(self._returned)
@@ -209,6 +214,31 @@ class Leases:
         if again:
             self._events.lease_event("redelivered", self._topic, again)
         return lease
+
+    def lease_each(self, limit: int, seconds: float) -> list[Lease]:
+        """As lease(), but one lease per record (an ack=explicit SSE stream: one per event).
+
+        An event's cursor then covers exactly its own message: a client that lost the end of
+        a write and reconnects with the Last-Event-ID it last saw acknowledges nothing it did
+        not receive.
+        """
+        self.check_room()
+        records = self._take(min(limit, self._max_leased - self.leased))
+        if not records:
+            return []
+        deliveries = self._floor.deliver(records)
+        again = sum(1 for count in deliveries if count > 1)
+        leases = []
+        for record, count in zip(records, deliveries, strict=True):
+            lease = Lease(next(self._ids), [record], [count])
+            lease.timer = self._reactor.callLater(seconds, self._expire, lease.id)
+            self._leases[lease.id] = lease
+            leases.append(lease)
+        self.leased += len(records)
+        self._events.leases_changed(self._topic, len(records))
+        if again:
+            self._events.lease_event("redelivered", self._topic, again)
+        return leases
 
     # --- ending leases ---------------------------------------------------------------------
 

@@ -143,6 +143,15 @@ ACK_BODY: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+LAST_EVENT_ID = Param(
+    "Last-Event-ID",
+    "header",
+    {"type": "string"},
+    "With Accept: text/event-stream and ack=explicit (an EventSource reconnecting): the "
+    "cursor of the last event received, acknowledged before the stream starts (one whose "
+    "lease ended is ignored; one that is not a cursor of this topic and group is 400). "
+    "Ignored otherwise",
+)
 PREFER = Param(
     "Prefer",
     "header",
@@ -314,7 +323,10 @@ STREAM_ANSWERS: tuple[tuple[str, dict[str, Any]], ...] = (
         {
             "type": "string",
             "description": "Server-Sent Events: 'retry:' first, then one 'data:' event per "
-            "message (a value, or a record with ?format=records), ':' heartbeats",
+            "message (a value, or a record with ?format=records), ':' heartbeats; with "
+            "ack=explicit each event's 'id:' is the cursor of its own message (acknowledged "
+            "by POST /{topic}/{group}/ack or a reconnect's Last-Event-ID) and records carry "
+            '"deliveries"',
         },
     ),
     (
@@ -392,7 +404,9 @@ _FETCH_ANSWERS = {
         "The next messages of the group, committed (at-most-once), or leased with a cursor "
         "(ack=explicit); with Accept: text/event-stream or application/x-ndjson, a stream of "
         "them (at-most-once), each batch committed before it is written, until the client "
-        "leaves, limit were sent or shutdown (MAX_STREAMS open at most, else 503)",
+        "leaves, limit were sent or shutdown (MAX_STREAMS open at most, else 503); an SSE "
+        "stream with ack=explicit leases each event under its own cursor instead (NDJSON "
+        "with ack=explicit is 400)",
         {"anyOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
         alternatives=STREAM_ANSWERS,
     ),
@@ -481,7 +495,7 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/",
         "topics.fetch",
         "The next messages of a topic for the default group",
-        parameters=(TOPIC, LIMIT, TIMEOUT, FORMAT, ACK, LEASE),
+        parameters=(TOPIC, LIMIT, TIMEOUT, FORMAT, ACK, LEASE, LAST_EVENT_ID),
         answers=_FETCH_ANSWERS,
         hot=True,
         operation="consume",
@@ -492,7 +506,7 @@ ROUTES: tuple[Route, ...] = (
         "/{topic}/{group}/",
         "topics.fetch",
         "The next messages of a topic for a consumer group",
-        parameters=(TOPIC, GROUP, LIMIT, TIMEOUT, FORMAT, ACK, LEASE),
+        parameters=(TOPIC, GROUP, LIMIT, TIMEOUT, FORMAT, ACK, LEASE, LAST_EVENT_ID),
         answers=_FETCH_ANSWERS,
         hot=True,
         operation="consume",

@@ -11,10 +11,19 @@ registered on its request. When the connection's write buffer fills, Twisted pau
 it stops taking messages until resumed, so a slow reader holds at most one batch beyond the
 transport's buffer; the member's own read-ahead bound applies as for any GET, and the other
 readers of the group keep taking from the same buffer.
+
+With ``ack=explicit`` (SSE only) a stream leases instead of committing: each batch is taken
+through the group's Leases (flasfka.leases, the same ledger as a GET with ack=explicit), one
+lease per message, and each event's ``id:`` is the cursor of its own message, acknowledged by
+POST /{topic}/{group}/ack like any cursor. A reconnect's ``Last-Event-ID`` is acknowledged
+before the new stream starts; what is never acknowledged is delivered again when its lease
+ends. Leased messages stay bounded by CONSUMER_MAX_LEASED: a stream holding that many waits
+(heartbeating) for acks or expiries instead of taking more.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,6 +31,7 @@ from prometheus_client import Counter, Gauge
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -29,11 +39,13 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from flasfka.consumers import GroupReader
-from flasfka.errors import FlasfkaError, Unavailable
+from flasfka.cursors import CursorRef
+from flasfka.errors import Conflict, FlasfkaError, Unavailable
 from flasfka.gateway import Gateway
 from flasfka.http.access_log import log_access
 from flasfka.http.auth import may_create
 from flasfka.http.rendering import render_records, render_values, status_of
+from flasfka.leases import Lease
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record
 
@@ -46,6 +58,8 @@ NDJSON = b"application/x-ndjson"
 BATCH = 1000
 #: The EventSource reconnection delay a stream announces (ms).
 RETRY_MS = 2000
+#: How long a leased stream whose group holds CONSUMER_MAX_LEASED waits before trying again.
+FULL_WAIT = 1.0
 
 
 def stream_kind(request: IRequest) -> bytes | None:
@@ -63,6 +77,32 @@ def stream_kind(request: IRequest) -> bytes | None:
 
 def _sse_events(items: list[Any]) -> bytes:
     return b"".join([b"data: " + orjson.dumps(item) + b"\n\n" for item in items])
+
+
+@dataclass(frozen=True)
+class Leasing:
+    """How an ack=explicit stream leases: for how long, and who signs its cursors."""
+
+    seconds: float
+    cursor: Any  # (CursorRef) -> str: the cursor of one lease of this topic and group
+
+
+def _leased_events(leases: list[Lease], cursors: list[str], records_format: bool) -> bytes:
+    """One SSE event per leased message, its ``id:`` the cursor of its lease."""
+    records = [lease.records[0] for lease in leases]
+    items: list[Any]
+    if records_format:
+        items = render_records(records)
+        for item, lease in zip(items, leases, strict=True):
+            item["deliveries"] = lease.deliveries[0]
+    else:
+        items = render_values(records)
+    return b"".join(
+        [
+            b"id: " + cursor.encode("ascii") + b"\ndata: " + orjson.dumps(item) + b"\n\n"
+            for cursor, item in zip(cursors, items, strict=True)
+        ]
+    )
 
 
 def _ndjson_lines(items: list[Any]) -> bytes:
@@ -90,11 +130,14 @@ class Stream:
         heartbeat: float,
         join_timeout: float,
         on_written: Any,
+        leasing: Leasing | None = None,
     ) -> None:
         self._request = request
         self._reader = reader
         self._clock = clock
         self._kind = kind
+        self._records_format = records_format
+        self._leasing = leasing
         self._render = render_records if records_format else render_values
         self._encode = _sse_events if kind == SSE else _ndjson_lines
         self._limit = limit
@@ -175,6 +218,8 @@ class Stream:
 
     async def _run(self) -> None:
         member = self._reader.member
+        leases = self._reader.leases
+        leasing = self._leasing
         member.waiting += 1  # a member with an open stream is never idle
         last_write = self._clock.seconds()
         try:
@@ -185,12 +230,24 @@ class Stream:
                         break
                     continue
                 silent = self._clock.seconds() - last_write
-                wait = Deferred.fromCoroutine(
-                    member.wait_for(1, max(0.0, self._heartbeat - silent), self._join_timeout)
-                )
-                if not await self._wait(wait):
-                    break
-                if not member.buffered:
+                if leasing is not None and leases.leased >= leases.max_leased:
+                    # The group holds its bound of leased messages: wait for acks or expiries.
+                    wait = deferLater(self._clock, min(FULL_WAIT, self._heartbeat), lambda: None)  # type: ignore[arg-type]
+                    if not await self._wait(wait):
+                        break
+                elif leasing is None or not leases.returned:
+                    wait = Deferred.fromCoroutine(
+                        member.wait_for(1, max(0.0, self._heartbeat - silent), self._join_timeout)
+                    )
+                    if not await self._wait(wait):
+                        break
+                if leasing is None:
+                    ready = member.buffered > 0
+                else:  # room for a lease, and returned messages due or the buffer's
+                    ready = leases.leased < leases.max_leased and (
+                        leases.returned > 0 or member.buffered > 0
+                    )
+                if not ready:
                     # NDJSON has no comment syntax: only SSE gets heartbeats.
                     if self._clock.seconds() - last_write >= self._heartbeat:
                         if self._kind == SSE:
@@ -198,6 +255,19 @@ class Stream:
                         last_write = self._clock.seconds()
                     continue
                 want = BATCH if self._limit is None else min(BATCH, self._limit - self.sent)
+                if leasing is not None:
+                    # Synchronous: nothing is taken unless it is written at once.
+                    taken = leases.lease_each(want, leasing.seconds)
+                    if not taken:
+                        continue
+                    cursors = [leasing.cursor(CursorRef(leases.generation, t.id, 1)) for t in taken]
+                    self._write(_leased_events(taken, cursors, self._records_format))
+                    last_write = self._clock.seconds()
+                    self.sent += len(taken)
+                    self._on_written([t.records[0] for t in taken])
+                    if self._limit is not None and self.sent >= self._limit:
+                        break
+                    continue
                 # Not cancelled by _wait: a batch whose commit is under way is finished.
                 records = await self._reader.at_most_once.consume(want)
                 if not records:
@@ -275,8 +345,15 @@ class Streams:
         limit: int | None,
         records_format: bool,
         kind: bytes,
+        lease: float | None = None,
     ) -> bytes:
-        """Stream (topic, group) to request until it ends; the remaining body (none)."""
+        """Stream (topic, group) to request until it ends; the remaining body (none).
+
+        lease (seconds, SSE only): ack=explicit, each event leased under a cursor of its own;
+        a Last-Event-ID header is acknowledged first (one not held any more is ignored: its
+        message is, or was, delivered again; one that is not a cursor of this topic and group
+        answers 400).
+        """
         if request.method == b"HEAD":  # the headers of a stream; nothing is taken
             request.setHeader(b"Content-Type", kind)
             return b""
@@ -288,6 +365,20 @@ class Streams:
                 retry_after=5,
             )
         reader = await self._gateway.reader(topic, group, may_create(request))
+        leasing = None
+        if lease is not None:
+            last = request.getHeader(b"last-event-id")
+            if last:
+                try:
+                    await self._gateway.ack(topic, group, last.decode("utf-8", "replace"), False)
+                except Conflict:
+                    pass  # its lease ended or is not held here: it is delivered again anyway
+            cursors = self._gateway.cursors
+
+            def cursor(ref: CursorRef) -> str:
+                return cursors.issue(topic, group, ref)
+
+            leasing = Leasing(lease, cursor)
         counter = self._streamed_by_topic.get(topic)
         if counter is None:
             counter = self._streamed_by_topic[topic] = self._streamed.labels(topic)
@@ -305,6 +396,7 @@ class Streams:
             self._heartbeat,
             self._join_timeout,
             written,
+            leasing,
         )
         self._open.add(stream)
         done = stream.start()

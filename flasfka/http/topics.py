@@ -15,7 +15,7 @@ from flasfka.http.auth import may_create
 from flasfka.http.parsing import check_group, check_topic, parse_format, parse_limit, parse_timeout
 from flasfka.http.produce import ProduceRoute
 from flasfka.http.rendering import JSON, render_records, render_values
-from flasfka.http.streaming import Streams, stream_kind
+from flasfka.http.streaming import SSE, Streams, stream_kind
 from flasfka.idempotency import IdempotencyStore
 
 
@@ -68,10 +68,10 @@ class TopicRoutes:
         kind = stream_kind(request) if self._streams is not None else None
         if kind is not None:
             assert self._streams is not None
-            if lease is not None:
+            if lease is not None and kind != SSE:
                 raise InvalidInput(
-                    "streams are at-most-once only for now: leave out ack= and lease= with "
-                    "Accept: text/event-stream or application/x-ndjson"
+                    "an NDJSON stream is at-most-once only: leave out ack= and lease=, or "
+                    "stream with Accept: text/event-stream (each event's id is its cursor)"
                 )
             return await self._streams.serve(
                 cast(Request, request),
@@ -80,6 +80,7 @@ class TopicRoutes:
                 limit if raw_limit else None,
                 records_format,
                 kind,
+                lease,
             )
         request.setHeader(b"Content-Type", JSON)
         if request.method == b"HEAD":

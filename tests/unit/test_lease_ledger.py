@@ -312,3 +312,19 @@ def test_an_ack_whose_commit_failed_is_committed_by_the_next_or_by_flush():
     leases.flush()  # what Gateway.stop does before leaving the group
     assert member.commits == [{0: 2}]
     assert leases.ack(ref(leases, taken)).called  # acking again is fine
+
+
+def test_lease_each_leases_every_record_alone_within_the_bound():
+    clock, member, leases, events = make(max_leased=4)
+    each = leases.lease_each(10, 5)
+    assert [offsets(lease) for lease in each] == [[0], [1], [2], [3]]  # the bound: 4
+    assert len({lease.id for lease in each}) == 4 and leases.leased == 4
+    with pytest.raises(Unavailable):
+        leases.lease_each(1, 5)
+    leases.ack(ref(leases, each[0]))
+    leases.ack(ref(leases, each[2]))
+    assert member.commits[-1] == {0: 1}  # the floor stops at the unacked offset 1
+    clock.advance(5)
+    again = leases.lease(10, 5)
+    assert offsets(again)[:2] == [1, 3] and again.deliveries[:2] == [2, 2]
+    assert events.counts["expired"] == 2 and events.counts["acked"] == 2
