@@ -356,8 +356,11 @@ class Leases:
     def _commit_delivered(self, records: list[Record]) -> Deferred[None]:
         """Commit records an at-most-once GET takes: they count as acknowledged."""
         ends: dict[int, int] = {}
+        get = ends.get
         for record in records:
-            ends[record.partition] = max(record.offset + 1, ends.get(record.partition, 0))
+            end = record.offset + 1
+            if end > get(record.partition, 0):
+                ends[record.partition] = end
         floor = self._floor
         if not self._leases and not floor.any_pending():  # no lease here: the seed's commit
             return self._member.commit_offsets(ends).addCallback(lambda _: floor.advance(ends))

@@ -14,7 +14,7 @@ class Record:
     The Kafka layer builds these; nothing above it sees a librdkafka message.
     """
 
-    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+    __slots__ = ("headers", "key", "offset", "partition", "size", "timestamp", "topic", "value")
 
     def __init__(
         self,
@@ -34,11 +34,9 @@ class Record:
         self.key = key
         self.value = value
         self.headers = headers
-
-    @property
-    def size(self) -> int:
-        """Bytes of value and key, as counted against the read-ahead bounds."""
-        return len(self.value or b"") + len(self.key or b"")
+        #: Bytes of value and key, as counted against the read-ahead bounds (computed once:
+        #: the reactor counts every record a GET takes).
+        self.size = len(value or b"") + len(key or b"")
 
     def __repr__(self) -> str:
         return f"Record({self.topic!r}, {self.partition}, {self.offset}, value={self.value!r:.40})"

@@ -271,9 +271,7 @@ class GroupMember:
         """Stop counting records that were taken or dropped (reactor thread)."""
         if not records:
             return
-        size = 0
-        for record in records:
-            size += record.size
+        size = sum([record.size for record in records])
         with self._held_lock:
             self._held_messages -= len(records)
         self._share.use(-size)

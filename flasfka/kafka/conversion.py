@@ -20,23 +20,17 @@ def records_of(
     for message in messages:
         error = message.error()
         if error is None:
-            key = message.key()
-            value = message.value()
-            records.append(
-                Record(
-                    topic,
-                    message.partition(),  # type: ignore[arg-type]  # set on every fetched record
-                    message.offset(),  # type: ignore[arg-type]
-                    message.timestamp()[1],
-                    key,
-                    value,
-                    message.headers(),  # type: ignore[arg-type]  # a list of pairs, as fetched
-                )
+            record = Record(
+                topic,
+                message.partition(),  # type: ignore[arg-type]  # set on every fetched record
+                message.offset(),  # type: ignore[arg-type]
+                message.timestamp()[1],
+                message.key(),
+                message.value(),
+                message.headers(),  # type: ignore[arg-type]  # a list of pairs, as fetched
             )
-            if value is not None:
-                size += len(value)
-            if key is not None:
-                size += len(key)
+            records.append(record)
+            size += record.size
         elif error.code() == KafkaError._PARTITION_EOF:
             ends.append(message.partition())  # type: ignore[arg-type]
         else:
