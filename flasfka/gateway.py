@@ -173,12 +173,9 @@ class Gateway:
             partition = -1 if key is not None else random.randrange(self.admin.partitions(topic))
             await self.producer.send(topic, values, key, partition)
         except FlasfkaError as e:
-            if isinstance(e, Unavailable) and self.producer.connected:
-                self.produce_stalled = e.message
-                self.produce_stalled_at = self._reactor.seconds()
+            self._note_failure(e)
             raise
-        self.produce_stalled = None
-        self.metrics.produced(topic, len(values), self._reactor.seconds() - started)
+        self._note_success(topic, len(values), started)
 
     async def produce_records(
         self,
@@ -223,13 +220,20 @@ class Gateway:
                 topic, records, random.randrange(count), offsets
             )
         except FlasfkaError as e:
-            if isinstance(e, Unavailable) and self.producer.connected:
-                self.produce_stalled = e.message
-                self.produce_stalled_at = self._reactor.seconds()
+            self._note_failure(e)
             raise
-        self.produce_stalled = None
-        self.metrics.produced(topic, len(records), self._reactor.seconds() - started)
+        self._note_success(topic, len(records), started)
         return delivered
+
+    def _note_failure(self, error: FlasfkaError) -> None:
+        """Remember a POST that failed although the broker is connected (for /readyz)."""
+        if isinstance(error, Unavailable) and self.producer is not None and self.producer.connected:
+            self.produce_stalled = error.message
+            self.produce_stalled_at = self._reactor.seconds()
+
+    def _note_success(self, topic: str, count: int, started: float) -> None:
+        self.produce_stalled = None
+        self.metrics.produced(topic, count, self._reactor.seconds() - started)
 
     async def fetch(
         self,

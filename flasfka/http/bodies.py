@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from flasfka.errors import InvalidInput
-from flasfka.http.parsing import EXPECTED_FORMAT
+from flasfka.http.parsing import EXPECTED_FORMAT, messages_list
 from flasfka.records import Outgoing
 
 OCTET_STREAM = b"application/octet-stream"
@@ -98,17 +98,7 @@ def parse_body(body: bytes, content_type: bytes | None, path_key: bytes | None) 
 
 def parse_json(body: bytes, path_key: bytes | None) -> ParsedBody:
     """A JSON body {"messages": [...]} of strings and record objects."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"body is not valid JSON ({e}); expected {EXPECTED_FORMAT}") from None
-    if not isinstance(document, dict):
-        raise InvalidInput(f"body must be a JSON object; expected {EXPECTED_FORMAT}")
-    if "messages" not in document:
-        raise InvalidInput(f'body lacks "messages"; expected {EXPECTED_FORMAT}')
-    messages = document["messages"]
-    if not isinstance(messages, list):
-        raise InvalidInput(f'"messages" must be a list; expected {EXPECTED_FORMAT}')
+    messages = messages_list(body)
     try:
         return ParsedBody(values=[message.encode() for message in messages])
     except AttributeError:

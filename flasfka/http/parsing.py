@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 
@@ -68,8 +69,8 @@ def parse_limit(raw: bytes | None, default: int, maximum: int) -> int:
     return limit
 
 
-def parse_messages(body: bytes) -> list[bytes]:
-    """Parse a POST body into the UTF-8 encoded messages, in order, or raise InvalidInput."""
+def messages_list(body: bytes) -> list[Any]:
+    """The "messages" list of a JSON body {"messages": [...]}, or raise InvalidInput."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -81,6 +82,13 @@ def parse_messages(body: bytes) -> list[bytes]:
     messages = document["messages"]
     if not isinstance(messages, list):
         raise InvalidInput(f'"messages" must be a list; expected {EXPECTED_FORMAT}')
+    return messages
+
+
+def parse_messages(body: bytes) -> list[bytes]:
+    """Parse a body of strings only into the UTF-8 encoded messages, in order, or raise
+    InvalidInput (the seed's body; record objects are flasfka.http.bodies')."""
+    messages = messages_list(body)
     try:
         return [message.encode() for message in messages]
     except AttributeError:
