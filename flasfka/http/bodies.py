@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from flasfka.errors import InvalidInput
-from flasfka.http.parsing import EXPECTED_FORMAT, messages_list
+from flasfka.http.parsing import EXPECTED_FORMAT, JSON_TYPES, messages_list
 from flasfka.records import Outgoing
 
 OCTET_STREAM = b"application/octet-stream"
@@ -36,16 +36,6 @@ _HEADERS_SHAPE = 'a list of {"key": string, "value": string, null or {"base64": 
 _MISSING = object()
 _MAX_PARTITION = 2**31 - 1
 _MAX_TIMESTAMP = 2**63 - 1
-
-_JSON_TYPES = {
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-    dict: "object",
-    list: "array",
-    str: "string",
-}
 
 
 class ParsedBody:
@@ -145,7 +135,7 @@ def _element(element: Any, where: str, path_key: bytes | None) -> Outgoing:
     if type(element) is dict:
         return parse_record(element, where, path_key)
     raise InvalidInput(
-        f"{where} is a JSON {_JSON_TYPES[type(element)]}, not a string or a record object; "
+        f"{where} is a JSON {JSON_TYPES[type(element)]}, not a string or a record object; "
         f"expected {EXPECTED_FORMAT}; {_RECORD_FORMAT}"
     )
 

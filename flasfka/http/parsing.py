@@ -16,7 +16,8 @@ _TOPIC_RE = re.compile(TOPIC_PATTERN)
 EXPECTED_FORMAT = '{"messages": ["message1", "message2", ...]}'
 
 
-_JSON_TYPES = {
+#: The JSON type of a parsed value, for errors that say what was sent instead.
+JSON_TYPES = {
     int: "number",
     float: "number",
     bool: "boolean",
@@ -96,7 +97,7 @@ def parse_messages(body: bytes) -> list[bytes]:
     for index, message in enumerate(messages):
         if not isinstance(message, str):
             raise InvalidInput(
-                f"message {index} is a JSON {_JSON_TYPES[type(message)]}, not a string; "
+                f"message {index} is a JSON {JSON_TYPES[type(message)]}, not a string; "
                 f"expected {EXPECTED_FORMAT}"
             )
     raise AssertionError("unreachable")  # pragma: no cover
