@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from tests.support.servers import Broker, Server, start_server, test_config
+from tests.support.servers import Broker, Server, start_server, test_config, unique
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,9 @@ def make_server(broker: Broker) -> Iterator[Callable[..., Any]]:
 
     async def make(**overrides: Any) -> Server:
         overrides.setdefault("HOSTS", [broker.address])
+        # A default group of its own: every server of the session shares the broker, and one
+        # group id with members on every topic the suite ever read makes late joins slow.
+        overrides.setdefault("DEFAULT_GROUP", unique("default"))
         running = await start_server(test_config(broker.address, **overrides))
         started.append(running)
         return running

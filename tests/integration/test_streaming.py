@@ -219,7 +219,8 @@ async def test_streams_past_max_streams_get_503(make_server):
     reader.stop.set()
     await reader.done
     assert reader.received == ["x"]
-    await until(lambda: not server.gateway.consumers.get(topic, "flasfka").member.waiting)
+    group = server.config.DEFAULT_GROUP
+    await until(lambda: not server.gateway.consumers.get(topic, group).member.waiting)
     await post_messages(server.url, f"/{topic}/", ["y"])
     again = Reader(f"{server.url}/{topic}/?limit=1", NDJSON)  # the place is free again
     await again.done
