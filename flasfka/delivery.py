@@ -47,7 +47,7 @@ class CommitRounds:
     def _start_round(self) -> None:
         queued, self._queued = self._queued, []
         takes = [(d, self._member.take(limit)) for limit, d in queued]
-        records = [record for _, taken in takes for record in taken]
+        records = takes[0][1] if len(takes) == 1 else [r for _, taken in takes for r in taken]
         if not records:
             for d, taken in takes:
                 d.callback(taken)

@@ -38,7 +38,7 @@ from flasfka.commit_floor import CommitFloor
 from flasfka.cursors import CursorRef
 from flasfka.errors import Conflict, Unavailable
 from flasfka.reactor import ReactorLike
-from flasfka.records import Record
+from flasfka.records import Record, next_offsets
 
 log = Logger(namespace="flasfka.leases")
 
@@ -355,12 +355,7 @@ class Leases:
 
     def _commit_delivered(self, records: list[Record]) -> Deferred[None]:
         """Commit records an at-most-once GET takes: they count as acknowledged."""
-        ends: dict[int, int] = {}
-        get = ends.get
-        for record in records:
-            end = record.offset + 1
-            if end > get(record.partition, 0):
-                ends[record.partition] = end
+        ends = next_offsets(records)
         floor = self._floor
         if not self._leases and not floor.any_pending():  # no lease here: the seed's commit
             return self._member.commit_offsets(ends).addCallback(lambda _: floor.advance(ends))

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
 
 #: Kafka record headers: (key, value) pairs in order, a key may repeat, a value may be null.
 Headers = Sequence[tuple[str, bytes | None]]
 
 
-class Record:
+class Record(tuple[Any, ...]):
     """One message of a topic partition, as read from Kafka.
 
-    The Kafka layer builds these; nothing above it sees a librdkafka message.
+    The Kafka layer builds these; nothing above it sees a librdkafka message. A Record is a
+    tuple (topic, partition, offset, timestamp, key, value, headers) so that the poll thread
+    builds a fetch's records column by column at C speed (``from_columns``): a GET of a
+    thousand records otherwise spends more time building them than rendering them. Loops over
+    many records read a column with the getters below (``map(VALUE, records)``).
     """
 
-    __slots__ = ("headers", "key", "offset", "partition", "size", "timestamp", "topic", "value")
+    __slots__ = ()
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         topic: str,
         partition: int,
         offset: int,
@@ -25,28 +33,88 @@ class Record:
         key: bytes | None,
         value: bytes | None,
         headers: Headers | None,
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        #: Milliseconds since the epoch (create or log-append time), None if the broker has none.
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
-        #: Bytes of value and key, as counted against the read-ahead bounds (computed once:
-        #: the reactor counts every record a GET takes).
-        self.size = len(value or b"") + len(key or b"")
+    ) -> Record:
+        return tuple.__new__(cls, (topic, partition, offset, timestamp, key, value, headers))
+
+    @property
+    def topic(self) -> str:
+        return self[0]
+
+    @property
+    def partition(self) -> int:
+        return self[1]
+
+    @property
+    def offset(self) -> int:
+        return self[2]
+
+    @property
+    def timestamp(self) -> int | None:
+        """Milliseconds since the epoch (create or log-append time), None if the broker has none."""
+        return self[3]
+
+    @property
+    def key(self) -> bytes | None:
+        return self[4]
+
+    @property
+    def value(self) -> bytes | None:
+        return self[5]
+
+    @property
+    def headers(self) -> Headers | None:
+        return self[6]
+
+    @property
+    def size(self) -> int:
+        """Bytes of value and key, as counted against the read-ahead bounds."""
+        return len(self[5] or b"") + len(self[4] or b"")
 
     def __repr__(self) -> str:
         return f"Record({self.topic!r}, {self.partition}, {self.offset}, value={self.value!r:.40})"
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Record):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
-    __hash__ = None  # type: ignore[assignment]  # mutable fields: compared by value
+#: Column getters, for loops over many records (C calls rather than property lookups).
+PARTITION = itemgetter(1)
+OFFSET = itemgetter(2)
+KEY = itemgetter(4)
+VALUE = itemgetter(5)
+
+_new_record = partial(tuple.__new__, Record)
+
+
+def from_columns(
+    topic: str,
+    partitions: Iterable[int],
+    offsets: Iterable[int],
+    timestamps: Iterable[int | None],
+    keys: Iterable[bytes | None],
+    values: Iterable[bytes | None],
+    headers: Iterable[Headers | None],
+) -> list[Record]:
+    """Records from columns of equal length, without a Python call per record."""
+    return list(
+        map(_new_record, zip(repeat(topic), partitions, offsets, timestamps, keys, values, headers))
+    )
+
+
+def next_offsets(records: Iterable[Record]) -> dict[int, int]:
+    """Partition -> the offset just past its last record in records (what a commit sends)."""
+    records = records if isinstance(records, list) else list(records)
+    last: dict[int, int] = {}
+    get = last.get
+    for partition, offset in zip(map(PARTITION, records), map(OFFSET, records), strict=True):
+        if offset >= get(partition, -1):
+            last[partition] = offset
+    return {partition: offset + 1 for partition, offset in last.items()}
+
+
+def size_of(records: Iterable[Record]) -> int:
+    """Bytes of the values and keys of records (Record.size summed, at C speed)."""
+    records = records if isinstance(records, list) else list(records)
+    return sum(map(len, filter(None, map(VALUE, records)))) + sum(
+        map(len, filter(None, map(KEY, records)))
+    )
 
 
 class Outgoing:

@@ -21,7 +21,7 @@ from flasfka.errors import (
     Unavailable,
     UnknownTopic,
 )
-from flasfka.records import Record
+from flasfka.records import VALUE, Record
 
 VERSION_HEADER = b"X-Flasfka-Version"
 VERSION = __version__.encode()
@@ -89,9 +89,9 @@ def raw_error(status: int, reason: str, message: str) -> bytes:
 
 def render_values(records: list[Record]) -> list[Any]:
     """Record values for JSON: UTF-8 text as a string, other bytes as {"base64": ...}, null."""
-    try:
-        return [record.value.decode() for record in records]  # type: ignore[union-attr]
-    except (UnicodeDecodeError, AttributeError):
+    try:  # all UTF-8 (the common case): decoded at C speed
+        return list(map(bytes.decode, map(VALUE, records)))
+    except (UnicodeDecodeError, TypeError):  # TypeError: a null value
         pass
     return [render_bytes(record.value) for record in records]
 

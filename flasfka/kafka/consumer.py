@@ -25,7 +25,7 @@ from flasfka.kafka.commands import PollThreadCommands
 from flasfka.kafka.conversion import records_of
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.reactor import ReactorLike
-from flasfka.records import Record
+from flasfka.records import PARTITION, Record, next_offsets, size_of
 
 log = Logger(namespace="flasfka.kafka.consumer")
 
@@ -271,7 +271,7 @@ class GroupMember:
         """Stop counting records that were taken or dropped (reactor thread)."""
         if not records:
             return
-        size = sum([record.size for record in records])
+        size = size_of(records)
         with self._held_lock:
             self._held_messages -= len(records)
         self._share.use(-size)
@@ -310,7 +310,7 @@ class GroupMember:
             return
         self._buffer.extend(records)
         if not self._assigned <= self._started:
-            self._started.update({record.partition for record in records})
+            self._started.update(set(map(PARTITION, records)))
             self._started.update(ends)
         self._notify()
 
@@ -363,16 +363,13 @@ class GroupMember:
         """Return records that were taken but not delivered, ahead of the rest."""
         kept = [record for record in records if record.partition in self._assigned]
         self._buffer.extendleft(reversed(kept))
-        self._hold(len(kept), sum(record.size for record in kept))
+        self._hold(len(kept), size_of(kept))
 
     def commit(self, records: list[Record]) -> Deferred[None]:
         """Commit the offsets just past records, synchronously with the broker."""
         if not records:
             return succeed(None)
-        ends: dict[int, int] = {}
-        for record in records:
-            ends[record.partition] = record.offset + 1
-        return self.commit_offsets(ends)
+        return self.commit_offsets(next_offsets(records))
 
     def commit_offsets(self, ends: dict[int, int]) -> Deferred[None]:
         """Commit partition -> next offset to read, synchronously with the broker."""
