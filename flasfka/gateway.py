@@ -340,8 +340,13 @@ class Gateway:
         )
         return lease, cursor
 
-    async def ack(self, topic: str, group: str, cursor: object, release: bool) -> None:
-        """Acknowledge (or release) the lease cursor names; Conflict if it is not held here."""
+    async def ack(
+        self, topic: str, group: str, cursor: object, release: bool, through: bool = False
+    ) -> None:
+        """Acknowledge (or release) the lease cursor names; Conflict if it is not held here.
+
+        through: a stream's Last-Event-ID, which acknowledges that stream's events up to it.
+        """
         ref = self.cursors.verify(cursor, topic, group)
         reader = self.consumers.find(topic, group)
         if ref.size == 0:
@@ -353,6 +358,8 @@ class Gateway:
             )
         if release:
             reader.leases.release(ref)
+        elif through:
+            await reader.leases.ack_through(ref)
         else:
             await reader.leases.ack(ref)
 

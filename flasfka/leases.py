@@ -83,13 +83,17 @@ class _NoEvents:
 class Lease:
     """Records handed out together under one cursor, until acked, released or expired."""
 
-    __slots__ = ("deliveries", "id", "records", "timer")
+    __slots__ = ("deliveries", "id", "records", "stream", "timer")
 
-    def __init__(self, lease_id: int, records: list[Record], deliveries: list[int]) -> None:
+    def __init__(
+        self, lease_id: int, records: list[Record], deliveries: list[int], stream: int = 0
+    ) -> None:
         self.id = lease_id
         self.records = records
         #: How many times each record has now been delivered (1 the first time).
         self.deliveries = deliveries
+        #: The stream that leased it (lease_each), 0 for a GET.
+        self.stream = stream
         self.timer: Any = None
 
 
@@ -138,6 +142,9 @@ class Leases:
         self._leases: dict[int, Lease] = {}
         self._ended: dict[int, str] = {}
         self._ended_order: deque[int] = deque()
+        #: Lease id -> the stream that leased it, for leases held or recently ended.
+        self._stream_of: dict[int, int] = {}
+        self._streams = itertools.count(1)
         #: What may be committed: the first record taken and not acknowledged, per partition.
         self._floor = CommitFloor(member)
         #: Records returned by a release or an expiry, by (partition, offset).
@@ -215,12 +222,16 @@ class Leases:
             self._events.lease_event("redelivered", self._topic, again)
         return lease
 
-    def lease_each(self, limit: int, seconds: float) -> list[Lease]:
+    def new_stream(self) -> int:
+        """A tag for the leases of one ack=explicit stream (see lease_each, ack_through)."""
+        return next(self._streams)
+
+    def lease_each(self, limit: int, seconds: float, stream: int = 0) -> list[Lease]:
         """As lease(), but one lease per record (an ack=explicit SSE stream: one per event).
 
-        An event's cursor then covers exactly its own message: a client that lost the end of
-        a write and reconnects with the Last-Event-ID it last saw acknowledges nothing it did
-        not receive.
+        An event's cursor covers exactly its own message, and ack_through() acknowledges the
+        stream's events up to one: a client that lost the end of a write and reconnects with
+        the Last-Event-ID it last saw acknowledges nothing it did not receive.
         """
         self.check_room()
         records = self._take(min(limit, self._max_leased - self.leased))
@@ -230,7 +241,9 @@ class Leases:
         again = sum(1 for count in deliveries if count > 1)
         leases = []
         for record, count in zip(records, deliveries, strict=True):
-            lease = Lease(next(self._ids), [record], [count])
+            lease = Lease(next(self._ids), [record], [count], stream)
+            if stream:
+                self._stream_of[lease.id] = stream
             lease.timer = self._reactor.callLater(seconds, self._expire, lease.id)
             self._leases[lease.id] = lease
             leases.append(lease)
@@ -253,7 +266,9 @@ class Leases:
         self._ended[lease_id] = how
         self._ended_order.append(lease_id)
         while len(self._ended_order) > ENDED_KEPT:
-            self._ended.pop(self._ended_order.popleft(), None)
+            forgotten = self._ended_order.popleft()
+            self._ended.pop(forgotten, None)
+            self._stream_of.pop(forgotten, None)
         return lease
 
     def _gone(self, ref: CursorRef) -> Lease | str:
@@ -280,6 +295,27 @@ class Leases:
         self._end(ref.lease, "acked")
         self._floor.acknowledge(found.records)
         self._events.lease_event("acked", self._topic, len(found.records))
+        return self.commit()
+
+    def ack_through(self, ref: CursorRef) -> Deferred[None]:
+        """Acknowledge ref's lease and every lease its stream took before it and still holds
+        (a reconnect's Last-Event-ID: events arrive in order, so the client received those)."""
+        if ref.size == 0:
+            return succeed(None)
+        self._gone(ref)  # a cursor of an earlier generation is a Conflict
+        stream = self._stream_of.get(ref.lease)
+        if not stream:  # not a stream's lease, or forgotten: that one alone
+            return self.ack(ref)
+        through = [
+            lease
+            for lease in self._leases.values()
+            if lease.stream == stream and lease.id <= ref.lease
+        ]
+        for lease in through:
+            self._end(lease.id, "acked")
+            self._floor.acknowledge(lease.records)
+        if through:
+            self._events.lease_event("acked", self._topic, len(through))
         return self.commit()
 
     def release(self, ref: CursorRef) -> None:

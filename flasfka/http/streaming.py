@@ -15,10 +15,11 @@ readers of the group keep taking from the same buffer.
 With ``ack=explicit`` (SSE only) a stream leases instead of committing: each batch is taken
 through the group's Leases (flasfka.leases, the same ledger as a GET with ack=explicit), one
 lease per message, and each event's ``id:`` is the cursor of its own message, acknowledged by
-POST /{topic}/{group}/ack like any cursor. A reconnect's ``Last-Event-ID`` is acknowledged
-before the new stream starts; what is never acknowledged is delivered again when its lease
-ends. Leased messages stay bounded by CONSUMER_MAX_LEASED: a stream holding that many waits
-(heartbeating) for acks or expiries instead of taking more.
+POST /{topic}/{group}/ack like any cursor. A reconnect's ``Last-Event-ID`` acknowledges,
+before the new stream starts, that event and every earlier one of the stream that sent it;
+what is never acknowledged is delivered again when its lease ends. Leased messages stay
+bounded by CONSUMER_MAX_LEASED: a stream holding that many waits (heartbeating) for acks or
+expiries instead of taking more.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ log = Logger(namespace="flasfka.http.streaming")
 SSE = b"text/event-stream"
 NDJSON = b"application/x-ndjson"
 
-#: Most messages one write of a stream takes (and commits) at once.
+#: Most messages one write of a leased stream takes at once (one lease and cursor each).
 BATCH = 1000
+#: Most an at-most-once stream takes and commits at once: all that is buffered, up to this.
+#: One commit round trip per batch sets a stream's pace, so batches grow with the backlog.
+COMMIT_BATCH = 20000
 #: The EventSource reconnection delay a stream announces (ms).
 RETRY_MS = 2000
 #: How long a leased stream whose group holds CONSUMER_MAX_LEASED waits before trying again.
@@ -221,6 +225,7 @@ class Stream:
         leases = self._reader.leases
         leasing = self._leasing
         member.waiting += 1  # a member with an open stream is never idle
+        stream_tag = leases.new_stream() if leasing is not None else 0
         last_write = self._clock.seconds()
         try:
             while not self._ending:
@@ -254,10 +259,14 @@ class Stream:
                             self._write(b":\n\n")
                         last_write = self._clock.seconds()
                     continue
-                want = BATCH if self._limit is None else min(BATCH, self._limit - self.sent)
+                want = (
+                    BATCH if leasing is not None else min(COMMIT_BATCH, max(BATCH, member.buffered))
+                )
+                if self._limit is not None:
+                    want = min(want, self._limit - self.sent)
                 if leasing is not None:
                     # Synchronous: nothing is taken unless it is written at once.
-                    taken = leases.lease_each(want, leasing.seconds)
+                    taken = leases.lease_each(want, leasing.seconds, stream_tag)
                     if not taken:
                         continue
                     cursors = [leasing.cursor(CursorRef(leases.generation, t.id, 1)) for t in taken]
@@ -350,9 +359,9 @@ class Streams:
         """Stream (topic, group) to request until it ends; the remaining body (none).
 
         lease (seconds, SSE only): ack=explicit, each event leased under a cursor of its own;
-        a Last-Event-ID header is acknowledged first (one not held any more is ignored: its
-        message is, or was, delivered again; one that is not a cursor of this topic and group
-        answers 400).
+        a Last-Event-ID header acknowledges that event and the earlier ones of its stream
+        first (events whose leases ended are, or were, delivered again; an id that is not a
+        cursor of this topic and group answers 400).
         """
         if request.method == b"HEAD":  # the headers of a stream; nothing is taken
             request.setHeader(b"Content-Type", kind)
@@ -370,7 +379,8 @@ class Streams:
             last = request.getHeader(b"last-event-id")
             if last:
                 try:
-                    await self._gateway.ack(topic, group, last.decode("utf-8", "replace"), False)
+                    cursor_text = last.decode("utf-8", "replace")
+                    await self._gateway.ack(topic, group, cursor_text, False, through=True)
                 except Conflict:
                     pass  # its lease ended or is not held here: it is delivered again anyway
             cursors = self._gateway.cursors

@@ -73,25 +73,31 @@ async def test_unacked_events_are_delivered_again_after_the_lease_acked_ones_nev
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_reconnect_with_last_event_id_acks_that_event(server):
+async def test_a_reconnect_with_last_event_id_acks_its_stream_up_to_that_event(server):
     topic, group = unique(), unique("g")
     path = f"/{topic}/{group}/"
-    sent = ["a", "b", "c", "d"]
-    await post_messages(server.url, f"/{topic}/", sent)
     url = f"{server.url}{path}?ack=explicit&lease=2&format=records"
+    await post_messages(server.url, f"/{topic}/", ["a", "b", "c", "d"])
     status, events = await read(f"{url}&limit=4")
     assert status == 200, events
-    last_id, last = events[1]
-    # The reconnect acks event 1 at once; the other three come again once their leases end.
-    status, again = await read(f"{url}&limit=3", {"Last-Event-ID": last_id})
+    await post_messages(server.url, f"/{topic}/", ["e", "f"])
+    status, others = await read(f"{url}&limit=2")  # another stream of the group
+    assert status == 200, others
+    last_id, _ = events[1]
+    # The reconnect acks the first stream's events 0 and 1 at once; its events 2 and 3 and
+    # the other stream's come again once their leases end.
+    status, again = await read(f"{url}&limit=4", {"Last-Event-ID": last_id})
     assert status == 200, again
-    assert sorted(d["value"] for _, d in again) == sorted(
-        d["value"] for i, (_, d) in enumerate(events) if i != 1
-    )
+    expected = [d["value"] for _, d in events[2:] + others]
+    assert sorted(d["value"] for _, d in again) == sorted(expected)
     assert all(d["deliveries"] == 2 for _, d in again)
-    assert last["value"] not in {d["value"] for _, d in again}
-    # Acked by its Last-Event-ID: a second ack of that cursor is 204 (already acknowledged).
-    assert await ack(server.url, path, last_id) == 204
+    # Acked by the Last-Event-ID: a second ack of those cursors is 204 (already acknowledged).
+    for event_id, _ in events[:2]:
+        assert await ack(server.url, path, event_id) == 204
+    for event_id, _ in again:
+        assert await ack(server.url, path, event_id) == 204
+    status, body, _ = await get(server.url, f"{path}?limit=10")
+    assert (status, body["messages"]) == (200, [])  # nothing is left for the group
 
 
 @pytest_twisted.ensureDeferred

@@ -328,3 +328,35 @@ def test_lease_each_leases_every_record_alone_within_the_bound():
     again = leases.lease(10, 5)
     assert offsets(again)[:2] == [1, 3] and again.deliveries[:2] == [2, 2]
     assert events.counts["expired"] == 2 and events.counts["acked"] == 2
+
+
+def test_ack_through_acks_the_events_of_one_stream_up_to_the_one_named():
+    clock, member, leases, events = make(max_leased=10)
+    first, second = leases.new_stream(), leases.new_stream()
+    a = leases.lease_each(2, 5, first)  # offsets 0, 1
+    leases.lease_each(2, 5, second)  # offsets 2, 3
+    c = leases.lease_each(2, 5, first)  # offsets 4, 5
+    leases.lease(1, 5)  # offset 6, a GET's lease
+    assert leases.ack_through(ref(leases, c[0])).called
+    # The first stream's events up to offset 4 are acked; not offset 5, nor the other
+    # stream's, nor the GET's.
+    assert leases.leased == 4 and events.counts["acked"] == 3
+    assert member.commits[-1] == {0: 2}  # the floor stops at the second stream's offset 2
+    with pytest.raises(Conflict):
+        leases.release(ref(leases, a[1]))  # already acknowledged
+    assert leases.ack(ref(leases, a[0])).called  # a second ack is fine
+    clock.advance(5)
+    again = leases.lease(10, 5)
+    assert offsets(again) == [2, 3, 5, 6, 7, 8, 9]  # returned ones first, then new
+    # A GET's cursor (no stream) acks that lease alone.
+    assert leases.ack_through(ref(leases, again)).called and leases.leased == 0
+
+
+def test_ack_through_a_lease_that_ended_acks_the_earlier_ones_still_held():
+    _clock, _member, leases, events = make(max_leased=10)
+    stream = leases.new_stream()
+    each = leases.lease_each(3, 5, stream)
+    leases.release(ref(leases, each[2]))  # returned: delivered again, not acknowledged
+    assert leases.ack_through(ref(leases, each[2])).called
+    assert leases.leased == 0 and events.counts["acked"] == 2
+    assert offsets(leases.lease(10, 5)) == [2, 3, 4, 5, 6, 7, 8, 9]
