@@ -89,11 +89,19 @@ def raw_error(status: int, reason: str, message: str) -> bytes:
 
 def render_values(records: list[Record]) -> list[Any]:
     """Record values for JSON: UTF-8 text as a string, other bytes as {"base64": ...}, null."""
-    try:  # all UTF-8 (the common case): decoded at C speed
+    texts = render_texts(records)
+    if texts is not None:
+        return texts
+    return [render_bytes(record.value) for record in records]
+
+
+def render_texts(records: list[Record]) -> list[str] | None:
+    """The values of records as strings if all are UTF-8 (the common case, decoded at C
+    speed), else None."""
+    try:
         return list(map(bytes.decode, map(VALUE, records)))
     except (UnicodeDecodeError, TypeError):  # TypeError: a null value
-        pass
-    return [render_bytes(record.value) for record in records]
+        return None
 
 
 def render_bytes(value: bytes | None) -> Any:

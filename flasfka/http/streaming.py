@@ -45,7 +45,7 @@ from flasfka.errors import Conflict, FlasfkaError, Unavailable
 from flasfka.gateway import Gateway
 from flasfka.http.access_log import log_access
 from flasfka.http.auth import may_create
-from flasfka.http.rendering import render_records, render_values, status_of
+from flasfka.http.rendering import render_records, render_texts, render_values, status_of
 from flasfka.leases import Lease
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record
@@ -79,8 +79,37 @@ def stream_kind(request: IRequest) -> bytes | None:
     return None
 
 
-def _sse_events(items: list[Any]) -> bytes:
-    return b"".join([b"data: " + orjson.dumps(item) + b"\n\n" for item in items])
+@dataclass(frozen=True)
+class Framing:
+    """How a stream frames each message's JSON: ``head JSON tail``."""
+
+    head: bytes
+    tail: bytes
+
+    def frame(self, items: list[Any]) -> bytes:
+        """Each item's JSON, framed."""
+        head, tail = self.head, self.tail
+        return b"".join([head + orjson.dumps(item) + tail for item in items])
+
+    def frame_texts(self, texts: list[str]) -> bytes:
+        """Strings, framed: one orjson call for the lot when that is safe.
+
+        A JSON array of strings with no escaped quote in it has ``","`` only between its
+        strings (each ``"`` delimits one), so the frames are one replace away; with one, a
+        ``","`` may sit inside a string, and each is encoded on its own.
+        """
+        if not texts:
+            return b""
+        body = orjson.dumps(texts)
+        if b'\\"' in body:
+            return self.frame(texts)
+        return (
+            self.head + body[1:-1].replace(b'","', b'"' + self.tail + self.head + b'"') + self.tail
+        )
+
+
+SSE_FRAMING = Framing(b"data: ", b"\n\n")
+NDJSON_FRAMING = Framing(b"", b"\n")
 
 
 @dataclass(frozen=True)
@@ -107,10 +136,6 @@ def _leased_events(leases: list[Lease], cursors: list[str], records_format: bool
             for cursor, item in zip(cursors, items, strict=True)
         ]
     )
-
-
-def _ndjson_lines(items: list[Any]) -> bytes:
-    return b"".join([orjson.dumps(item) + b"\n" for item in items])
 
 
 @implementer(IPushProducer)
@@ -142,8 +167,7 @@ class Stream:
         self._kind = kind
         self._records_format = records_format
         self._leasing = leasing
-        self._render = render_records if records_format else render_values
-        self._encode = _sse_events if kind == SSE else _ndjson_lines
+        self._framing = SSE_FRAMING if kind == SSE else NDJSON_FRAMING
         self._limit = limit
         self._heartbeat = heartbeat
         self._join_timeout = join_timeout
@@ -284,7 +308,7 @@ class Stream:
                 if self.gone:
                     member.put_back(records)  # committed, not delivered: the next GET gets them
                     break
-                self._write(self._encode(self._render(records)))
+                self._write(self._frame(records))
                 last_write = self._clock.seconds()
                 self.sent += len(records)
                 self._on_written(records)
@@ -304,6 +328,14 @@ class Stream:
             member.waiting -= 1
             member.last_used = self._clock.seconds()
             self._request.unregisterProducer()
+
+    def _frame(self, records: list[Record]) -> bytes:
+        if self._records_format:
+            return self._framing.frame(render_records(records))
+        texts = render_texts(records)
+        if texts is not None:
+            return self._framing.frame_texts(texts)
+        return self._framing.frame(render_values(records))
 
     def _write(self, data: bytes) -> None:
         if not self.gone:
