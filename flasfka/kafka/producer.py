@@ -247,33 +247,18 @@ class KafkaProducer:
         """
         if not values:
             return succeed(None)
-        producer = self._producer
-        if producer is None or not self._running:
-            raise Unavailable("the producer is not running (shutting down)")
-        if len(producer) + len(values) > self._queue_room:
-            raise self._queue_error(topic, 0, len(values), None)
+        produce = self._producer_with_room(topic, len(values)).produce
         pending = _PendingDelivery(self._done, topic, self._reactor.seconds())
-        produce = producer.produce
         last = len(values) - 1
         queued = 0  # on an error: how many were queued before it
         try:
             for queued in range(last):
                 produce(topic, values[queued], key, partition)
             queued = last
-            produce(topic, values[last], key, partition, on_delivery=pending.on_delivery)
-        except BufferError:
-            raise self._queue_error(topic, queued, len(values), None) from None
-        except KafkaException as e:
-            error = e.args[0]
-            # produce() reports the fatal state as a plain _FATAL error (fatal() is False),
-            # and error_cb may never report it: the next poll replaces the producer.
-            if error.fatal() or error.code() == KafkaError._FATAL:
-                self.fatal_error = describe(error)
-                self._poll_soon()
-            raise self._queue_error(topic, queued, len(values), error) from None
-        self._waiting.append(pending)
-        self._poll_soon()
-        return pending.deferred
+            produce(topic, values[last], key, partition, pending.on_delivery)
+        except (BufferError, KafkaException) as e:
+            raise self._not_queued(topic, queued, len(values), e) from None
+        return self._wait_for(pending)
 
     def send_records(
         self,
@@ -298,12 +283,8 @@ class KafkaProducer:
         """
         if not records:
             return succeed([] if offsets else None)
-        producer = self._producer
-        if producer is None or not self._running:
-            raise Unavailable("the producer is not running (shutting down)")
         total = len(records)
-        if len(producer) + total > self._queue_room:
-            raise self._queue_error(topic, 0, total, None)
+        produce = self._producer_with_room(topic, total).produce
         partitions = [
             record.partition
             if record.partition >= 0
@@ -323,50 +304,58 @@ class KafkaProducer:
             callbacks = [None] * total
             for index in last.values():
                 callbacks[index] = pending.on_delivery
-        produce = producer.produce
         queued = 0
         try:
             for queued in range(total):
                 record = records[queued]
-                callback = callbacks[queued]
-                # Keyword arguments cost librdkafka's binding time: only pass what is set.
+                # Positional arguments only: keywords cost librdkafka's binding several times
+                # as much, and a None callback is no callback. The 6th is on_delivery, an
+                # alias of the callback (the 5th). Timestamp and headers only when set.
                 if record.headers is None and not record.timestamp:
-                    if callback is None:
-                        produce(topic, record.value, record.key, partitions[queued])
-                    else:
-                        produce(
-                            topic,
-                            record.value,
-                            record.key,
-                            partitions[queued],
-                            on_delivery=callback,
-                        )
+                    produce(topic, record.value, record.key, partitions[queued], callbacks[queued])
                 else:
                     produce(
                         topic,
                         record.value,
                         record.key,
                         partitions[queued],
-                        on_delivery=callback,
-                        timestamp=record.timestamp,
-                        headers=record.headers,  # type: ignore[arg-type]  # a list of pairs
+                        callbacks[queued],
+                        None,
+                        record.timestamp,
+                        record.headers,  # type: ignore[arg-type]  # a list of pairs
                     )
-        except BufferError:
-            raise self._queue_error(topic, queued, total, None) from None
-        except KafkaException as e:
-            error = e.args[0]
-            if error.fatal() or error.code() == KafkaError._FATAL:
-                self.fatal_error = describe(error)
-                self._poll_soon()
-            raise self._queue_error(topic, queued, total, error) from None
+        except (BufferError, KafkaException) as e:
+            raise self._not_queued(topic, queued, total, e) from None
+        return self._wait_for(pending)
+
+    def _producer_with_room(self, topic: str, total: int) -> Producer:
+        """The producer, if it runs and its local queue has room for total more messages."""
+        producer = self._producer
+        if producer is None or not self._running:
+            raise Unavailable("the producer is not running (shutting down)")
+        if len(producer) + total > self._queue_room:
+            raise self._not_queued(topic, 0, total, None)
+        return producer
+
+    def _wait_for(self, pending: _PendingDelivery) -> Deferred[Any]:
+        """A POST's messages are queued: its Deferred, answered from a later poll."""
         self._waiting.append(pending)
         self._poll_soon()
         return pending.deferred
 
-    def _queue_error(
-        self, topic: str, queued: int, total: int, error: KafkaError | None
+    def _not_queued(
+        self, topic: str, queued: int, total: int, failure: BufferError | KafkaException | None
     ) -> FlasfkaError:
-        """The error of a POST whose messages were not all queued."""
+        """The error of a POST whose messages were not all queued (failure: what produce()
+        raised; None: no room was left for them)."""
+        error: KafkaError | None = None
+        if isinstance(failure, KafkaException):
+            error = failure.args[0]
+            # produce() reports the fatal state as a plain _FATAL error (fatal() is False),
+            # and error_cb may never report it: the next poll replaces the producer.
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                self.fatal_error = describe(error)
+                self._poll_soon()
         if error is None or error.code() == KafkaError._QUEUE_FULL:
             sent = (
                 f"{queued} of {total} messages were queued and may still be delivered"
