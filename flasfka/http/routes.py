@@ -2,6 +2,7 @@
 
 The Klein routes, the fast path, the metric route labels, OPTIONS' Allow header and
 /openapi.json are all derived from ``ROUTES``: a new endpoint is one row here and a handler.
+The body and answer schemas the rows name are in flasfka.http.schemas.
 """
 
 from __future__ import annotations
