@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from bench.leases import lease_round
-from bench.procs import Children, Servers, kafka_direct, start_all
+from bench.procs import Servers, fresh_rounds, kafka_direct
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 
 CONNECTIONS = 16
@@ -249,19 +249,11 @@ def main() -> None:
         bodies[n] = str(work / f"body{n}.json")
         Path(bodies[n]).write_bytes(orjson.dumps({"messages": [MESSAGE] * n}))
     started = time.monotonic()
-    rounds = []
-    for i in range(args.repeats):
-        # Fresh processes each round: Tansu keeps every record in memory, and its produce
-        # path slows as it fills (a round leaves ~6 M records behind).
-        logs = work / f"round{i + 1}"
-        logs.mkdir()
-        children = Children(logs)
-        try:
-            servers = start_all(children)
-            rounds.append(one_round(servers, bodies, args.seconds, args.posts_only))
-        finally:
-            children.stop()
-        print(f"round {i + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in rounds[-1].items()))
+    rounds = fresh_rounds(
+        work,
+        args.repeats,
+        lambda servers: one_round(servers, bodies, args.seconds, args.posts_only),
+    )
     if args.posts_only:
         return
     took = time.monotonic() - started

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.procs import Children, Servers, kafka_direct, start_all
+from bench.procs import Servers, fresh_rounds, kafka_direct
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 
 CONNECTIONS = 16
@@ -105,16 +105,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-leases-"))
-    rounds = []
-    for i in range(args.repeats):
-        logs = work / f"round{i + 1}"
-        logs.mkdir()
-        children = Children(logs)
-        try:
-            rounds.append(lease_round(start_all(children), args.seconds))
-        finally:
-            children.stop()
-        print(f"round {i + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in rounds[-1].items()))
+    rounds = fresh_rounds(work, args.repeats, lambda servers: lease_round(servers, args.seconds))
     m = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(
         f"\nmedians of {args.repeats} rounds, wrk -t1 -c{CONNECTIONS}, {args.seconds:g} s:\n"

@@ -7,15 +7,13 @@
 --   BODY_FILE  file whose content is the request body ("-" for none)
 --   DELAY_MS   wait this long before each request on a connection (0: closed loop at full speed)
 
-local threads = {}
+local results = require("results")
 
-function setup(thread)
-  table.insert(threads, thread)
-end
+setup = results.setup
+done = results.done
 
 function init(args)
-  statuses = {}
-  messages = 0
+  results.init()
   delay_ms = tonumber(args[4] or "0") or 0
   local body = nil
   if args[3] and args[3] ~= "-" then
@@ -42,34 +40,5 @@ if tonumber(os.getenv("BENCH_DELAY_MS") or "0") > 0 then
 end
 
 function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-  if counting and status == 200 then
-    -- every benchmark message starts with "bench-"; count them in the JSON body
-    local _, n = string.gsub(body, '"bench%-', "")
-    messages = messages + n
-  end
-end
-
-function done(summary, latency, requests)
-  local all = {}
-  local total_messages = 0
-  for _, thread in ipairs(threads) do
-    local counts = thread:get("statuses")
-    for status, n in pairs(counts) do
-      all[status] = (all[status] or 0) + n
-    end
-    total_messages = total_messages + thread:get("messages")
-  end
-  local parts = {}
-  for status, n in pairs(all) do
-    table.insert(parts, string.format('"%d": %d', status, n))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_RESULT {"duration_us": %d, "requests": %d, "statuses": {%s}, "messages": %d, '
-      .. '"p50_us": %d, "p99_us": %d, "max_us": %d, "errors": {"connect": %d, "read": %d, '
-      .. '"write": %d, "status": %d, "timeout": %d}}\n',
-    summary.duration, summary.requests, table.concat(parts, ", "), total_messages,
-    latency:percentile(50), latency:percentile(99), latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout))
+  results.count(status, body, counting)
 end

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,28 @@ def start_all(children: Children) -> Servers:
         "bare_klein", [sys.executable, "-m", "bench.bare_klein", str(bare_port)], bare_port
     )
     return Servers(broker, f"http://127.0.0.1:{flasfka_port}", f"http://127.0.0.1:{bare_port}")
+
+
+def fresh_rounds(
+    work: Path, repeats: int, measure: Callable[[Servers], dict[str, float]]
+) -> list[dict[str, float]]:
+    """measure() on fresh processes (start_all, logs in work/roundN) repeats times; prints
+    each round's figures as it ends.
+
+    Fresh processes each round: Tansu keeps every record in memory, and its produce path
+    slows as it fills (a round leaves millions of records behind).
+    """
+    rounds = []
+    for i in range(repeats):
+        logs = work / f"round{i + 1}"
+        logs.mkdir()
+        children = Children(logs)
+        try:
+            rounds.append(measure(start_all(children)))
+        finally:
+            children.stop()
+        print(f"round {i + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in rounds[-1].items()))
+    return rounds
 
 
 def kafka_direct(*args: str | int) -> dict:

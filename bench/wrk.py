@@ -59,7 +59,13 @@ def run_wrk(
         "--",
         *(script_args or (method, path, body_file, f"{delay_ms:.3f}")),
     ]
-    env = {**os.environ, "BENCH_DELAY_MS": f"{delay_ms:.3f}", "BENCH_CONTENT_TYPE": content_type}
+    env = {
+        **os.environ,
+        "BENCH_DELAY_MS": f"{delay_ms:.3f}",
+        "BENCH_CONTENT_TYPE": content_type,
+        # The scripts require "results" (bench/results.lua); ";;" keeps Lua's default path.
+        "LUA_PATH": f"{BENCH}/?.lua;{os.environ.get('LUA_PATH', ';')}",
+    }
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
     if done.returncode:
         raise BenchFailure(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")

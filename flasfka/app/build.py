@@ -80,6 +80,35 @@ def embedded_config(config: Config, broker_address: str) -> Config:
     )
 
 
+def setup_kafka(
+    top: Flasfka, config: Config, reactor: Any, embedded_broker: bool, config_source: str
+) -> tuple[Config, EmbeddedBroker | None]:
+    """What every build does first: the embedded broker if asked (a child of top, started
+    first, stopped last) and the config pointed at it; then librdkafka's check of the
+    settings (BuildError naming config_source if it refuses them)."""
+    broker = None
+    if embedded_broker:
+        try:
+            broker = EmbeddedBroker(reactor, free_port(), tansu_binary())
+        except RuntimeError as e:
+            raise BuildError(str(e)) from None
+        config = embedded_config(config, broker.address)
+        broker.setServiceParent(top)
+    try:
+        check_client_settings(*client_settings(config)[:2])
+    except ValueError as e:
+        raise BuildError(f"config error: {config_source}: {e}") from None
+    return config, broker
+
+
+def parse_endpoint(reactor: Any, endpoint: str) -> IStreamServerEndpoint:
+    """The server endpoint of a --port string, or BuildError saying what is wrong with it."""
+    try:
+        return endpoints.serverFromString(reactor, endpoint)
+    except (ValueError, TypeError) as e:
+        raise BuildError(f"bad --port {endpoint!r}: {e}") from None
+
+
 def build(
     config: Config,
     reactor: Any,
@@ -98,19 +127,8 @@ def build(
     adopts the socket its parent bound.
     """
     top = Flasfka(log_format or config.LOG_FORMAT)
-    broker_ready = None
-    if embedded_broker:
-        try:
-            broker = EmbeddedBroker(reactor, free_port(), tansu_binary())
-        except RuntimeError as e:
-            raise BuildError(str(e)) from None
-        config = embedded_config(config, broker.address)
-        broker.setServiceParent(top)
-        broker_ready = broker.ready
-    try:
-        check_client_settings(*client_settings(config)[:2])
-    except ValueError as e:
-        raise BuildError(f"config error: {config_source}: {e}") from None
+    config, broker = setup_kafka(top, config, reactor, embedded_broker, config_source)
+    broker_ready = None if broker is None else broker.ready
 
     metrics = GatewayMetrics(worker.metrics_dir if worker is not None else None)
     pool = new_pool()
@@ -177,10 +195,7 @@ def build(
         worker_header=None if worker is None else (WORKER_HEADER, [str(worker.id).encode()]),
     )
     if isinstance(endpoint, str):
-        try:
-            listening = endpoints.serverFromString(listen_reactor or reactor, endpoint)
-        except (ValueError, TypeError) as e:
-            raise BuildError(f"bad --port {endpoint!r}: {e}") from None
+        listening = parse_endpoint(listen_reactor or reactor, endpoint)
         scheme = scheme_of(endpoint)
         if config.TLS_CLIENT_CA:
             try:
@@ -230,4 +245,4 @@ def _loopback_only(description: str) -> bool:
     return False
 
 
-__all__ = ["BuildError", "Flasfka", "build"]
+__all__ = ["BuildError", "Flasfka", "build", "parse_endpoint", "setup_kafka"]

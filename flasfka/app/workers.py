@@ -38,10 +38,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import flasfka
-from flasfka.app.build import BuildError, Flasfka, embedded_config
+from flasfka.app.build import Flasfka, parse_endpoint, setup_kafka
 from flasfka.app.config import Config
 from flasfka.app.worker import EXIT_CONFIG, LISTEN_FD, READY_FD
-from flasfka.kafka import check_client_settings, client_settings
 
 log = Logger(namespace="flasfka.workers")
 
@@ -386,30 +385,16 @@ def build_workers(
     config_source: str = "defaults",
 ) -> Flasfka:
     """The parent of `count` workers on endpoint: [embedded broker], the supervisor."""
-    from flasfka.app.broker import EmbeddedBroker, free_port, tansu_binary
-
     top = Flasfka(log_format or config.LOG_FORMAT)
     worker_args = ["--log-format", top.log_format]
     if config_path:
         worker_args += ["--config", config_path]
+    config, broker = setup_kafka(top, config, reactor, embedded_broker, config_source)
     broker_ready = None
-    if embedded_broker:
-        try:
-            broker = EmbeddedBroker(reactor, free_port(), tansu_binary())
-        except RuntimeError as e:
-            raise BuildError(str(e)) from None
-        config = embedded_config(config, broker.address)
-        broker.setServiceParent(top)
+    if broker is not None:
         broker_ready = broker.ready
         worker_args += ["--broker", broker.address]
-    try:
-        check_client_settings(*client_settings(config)[:2])
-    except ValueError as e:
-        raise BuildError(f"config error: {config_source}: {e}") from None
-    try:
-        endpoints.serverFromString(reactor, endpoint)
-    except (ValueError, TypeError) as e:
-        raise BuildError(f"bad --port {endpoint!r}: {e}") from None
+    parse_endpoint(reactor, endpoint)  # a bad --port is refused here, not by every worker
     supervisor = WorkerSupervisor(
         reactor, endpoint, count, worker_args, config.SHUTDOWN_GRACE, broker_ready
     )

@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from flasfka import __version__
-from flasfka.http.routes import ROUTES, Answer, Param, Route
+from flasfka.http.routes import ROUTES, Param, Route
+from flasfka.http.schemas import Answer
 
 _ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -8,6 +8,9 @@ them is the seed's, on the seed's fast path.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 import orjson
 from twisted.web.iweb import IRequest
 
@@ -67,9 +70,16 @@ class ProduceRoute:
         token = headers.getRawHeaders(b"idempotency-key")
         if token is None:
             return await self._produce(request, topic, key, body, content_type, offsets)
-        return await self._produce_once(
-            request, check_idempotency_key(token[-1]), topic, key, body, content_type, offsets
+        checked = check_idempotency_key(token[-1])
+        # What makes a retry the same request: its topic, key, body form and body.
+        digest = fingerprint(
+            topic.encode(),
+            b"" if key is None else b"k" + key,
+            media_type(content_type),
+            body,
         )
+        send = partial(self._produce, request, topic, key, body, content_type, offsets)
+        return await self._produce_once(request, checked, digest, send)
 
     async def _produce(
         self,
@@ -114,13 +124,11 @@ class ProduceRoute:
         self,
         request: IRequest,
         token: str,
-        topic: str,
-        key: bytes | None,
-        body: bytes,
-        content_type: bytes | None,
-        offsets: bool,
+        digest: bytes,
+        send: Callable[[], Awaitable[bytes]],
     ) -> bytes:
-        """_produce under an Idempotency-Key: the first answer is kept and replayed.
+        """send() (a _produce) under an Idempotency-Key: the first answer is kept and replayed
+        to a retry of the same request (digest), the key with another request is refused.
 
         Each authenticated principal has keys of its own: the same key from another
         principal is another key.
@@ -128,12 +136,6 @@ class ProduceRoute:
         principal = principal_of(request)
         if principal is not None:
             token = f"{principal}\x00{token}"
-        digest = fingerprint(
-            topic.encode(),
-            b"" if key is None else b"k" + key,
-            media_type(content_type),
-            body,
-        )
         stored = self._idempotency.claim(token, digest)
         if stored is not None:
             request.setResponseCode(stored.status)
@@ -142,7 +144,7 @@ class ProduceRoute:
             request.setHeader(_REPLAYED, b"true")
             return stored.body
         try:
-            answer = await self._produce(request, topic, key, body, content_type, offsets)
+            answer = await send()
         except BaseException:  # failed or cancelled: a retry is served as a new request
             self._idempotency.released(token)
             raise

@@ -2,6 +2,7 @@
 
 The Klein routes, the fast path, the metric route labels, OPTIONS' Allow header and
 /openapi.json are all derived from ``ROUTES``: a new endpoint is one row here and a handler.
+The body and answer schemas the rows name are in flasfka.http.schemas.
 """
 
 from __future__ import annotations
@@ -11,13 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from flasfka.http.schemas import (
+    ACK_BODY,
+    AUTH_ERRORS,
+    ERROR,
+    FETCH_ANSWERS,
+    MESSAGES_BODY,
+    MESSAGES_BODY_KEYED,
+    PRODUCE_ANSWERS,
+    PRODUCE_BODY_FORMS,
+    STATUS_BODY,
+    Answer,
+)
+
 #: A legal Kafka topic name: 1-249 of [a-zA-Z0-9._-], not "." or "..".
 TOPIC_PATTERN = r"(?!\.\.?$)[a-zA-Z0-9._-]{1,249}"
 #: A key or group segment the fast path serves (anything else, e.g. UTF-8 or "/", goes to
 #: Klein, which percent-decodes it).
 PLAIN_NAME_PATTERN = r"(?!\.\.?$)[a-zA-Z0-9._-]{1,255}"
-
-_ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 @dataclass(frozen=True)
@@ -29,18 +41,6 @@ class Param:
     schema: dict[str, Any]
     description: str
     required: bool = False
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One status a route can answer, with the schema of its body (None: no body)."""
-
-    description: str
-    schema: dict[str, Any] | None = None
-    content_type: str = "application/json"
-    headers: tuple[str, ...] = ()
-    #: Other (content type, schema) pairs the same status may answer with (content negotiation).
-    alternatives: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,27 +79,23 @@ class Route:
         return self.template.count("/")
 
 
-TOPIC = Param(
-    "topic",
-    "path",
-    {"type": "string", "pattern": f"^{TOPIC_PATTERN}$"},
-    "Kafka topic name",
-    required=True,
-)
-KEY = Param(
+def _path_param(name: str, description: str, **schema: Any) -> Param:
+    """A path segment's parameter: a string, always required."""
+    return Param(name, "path", {"type": "string", **schema}, description, required=True)
+
+
+TOPIC = _path_param("topic", "Kafka topic name", pattern=f"^{TOPIC_PATTERN}$")
+KEY = _path_param(
     "key",
-    "path",
-    {"type": "string", "minLength": 1},
     "POST: the record key of every message (UTF-8, percent-decoded, may hold '/'); its record "
     'objects then have no "key"',
-    required=True,
+    minLength=1,
 )
-GROUP = Param(
+GROUP = _path_param(
     "group",
-    "path",
-    {"type": "string", "minLength": 1, "maxLength": 255},
     "GET: the consumer group (GET /{topic}/ reads for DEFAULT_GROUP)",
-    required=True,
+    minLength=1,
+    maxLength=255,
 )
 LIMIT = Param(
     "limit",
@@ -136,13 +132,6 @@ LEASE = Param(
     "implies ack=explicit",
 )
 
-ACK_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["cursor"],
-    "properties": {"cursor": {"type": "string"}, "release": {"type": "boolean"}},
-    "additionalProperties": False,
-}
-
 LAST_EVENT_ID = Param(
     "Last-Event-ID",
     "header",
@@ -168,252 +157,6 @@ IDEMPOTENCY_KEY = Param(
     "process (at most IDEMPOTENCY_MAX_KEYS), a failed POST does not keep its key",
 )
 
-#: Standard base64 with its padding, as flasfka writes it and reads it (strictly).
-BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-
-VALUE_SCHEMA: dict[str, Any] = {
-    "oneOf": [
-        {"type": "string"},
-        {"type": "null"},
-        {
-            "type": "object",
-            "required": ["base64"],
-            "properties": {
-                "base64": {
-                    "type": "string",
-                    "contentEncoding": "base64",
-                    "pattern": BASE64_PATTERN,
-                }
-            },
-            "additionalProperties": False,
-        },
-    ]
-}
-
-RECORD_OBJECT: dict[str, Any] = {
-    "type": "object",
-    "description": "One message with its own key, headers, partition and timestamp",
-    "required": ["value"],
-    "properties": {
-        "value": VALUE_SCHEMA,
-        "key": {**VALUE_SCHEMA, "description": "Not with a key in the path"},
-        "headers": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["key", "value"],
-                "properties": {"key": {"type": "string"}, "value": VALUE_SCHEMA},
-                "additionalProperties": False,
-            },
-        },
-        "partition": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 2**31 - 1,
-            "description": "A partition of the topic (else 400)",
-        },
-        "timestamp": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 2**63 - 1,
-            "description": "Milliseconds since the epoch (default: when it is sent)",
-        },
-    },
-    "additionalProperties": False,
-}
-
-#: With a key in the path, a record object has no "key" of its own.
-RECORD_OBJECT_KEYED: dict[str, Any] = {
-    **RECORD_OBJECT,
-    "properties": {k: v for k, v in RECORD_OBJECT["properties"].items() if k != "key"},
-}
-
-
-def _messages_body(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["messages"],
-        "properties": {
-            "messages": {"type": "array", "items": {"oneOf": [{"type": "string"}, record]}}
-        },
-    }
-
-
-MESSAGES_BODY = _messages_body(RECORD_OBJECT)
-MESSAGES_BODY_KEYED = _messages_body(RECORD_OBJECT_KEYED)
-
-#: The produce body's other forms (by Content-Type).
-PRODUCE_BODY_FORMS: tuple[tuple[str, dict[str, Any]], ...] = (
-    (
-        "application/octet-stream",
-        {
-            "type": "string",
-            "format": "binary",
-            "description": "The raw bytes of ONE message (key from the path)",
-        },
-    ),
-    (
-        "application/x-ndjson",
-        {
-            "type": "string",
-            "description": "One message per line: a JSON string or a record object; blank "
-            "lines are skipped; an error names the line",
-        },
-    ),
-)
-
-OFFSETS_ANSWER: dict[str, Any] = {
-    "type": "object",
-    "required": ["offsets"],
-    "properties": {
-        "offsets": {
-            "type": "array",
-            "description": "Where each message of the body was written, in body order",
-            "items": {
-                "type": "object",
-                "required": ["partition", "offset", "timestamp"],
-                "properties": {
-                    "partition": {"type": "integer"},
-                    "offset": {"type": "integer"},
-                    "timestamp": {"type": "integer", "description": "ms, -1 if none"},
-                },
-            },
-        }
-    },
-}
-
-RECORD_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["partition", "offset", "timestamp", "key", "value", "headers"],
-    "properties": {
-        "partition": {"type": "integer"},
-        "offset": {"type": "integer"},
-        "timestamp": {"type": ["integer", "null"], "description": "ms since the epoch"},
-        "key": VALUE_SCHEMA,
-        "value": VALUE_SCHEMA,
-        "headers": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["key", "value"],
-                "properties": {"key": {"type": "string"}, "value": VALUE_SCHEMA},
-            },
-        },
-    },
-}
-
-MESSAGES_ANSWER: dict[str, Any] = {
-    "type": "object",
-    "required": ["group", "messages"],
-    "properties": {
-        "group": {"type": "string"},
-        "messages": {
-            "type": "array",
-            "items": {"oneOf": [VALUE_SCHEMA, RECORD_SCHEMA]},
-            "description": "Values, or records with ?format=records",
-        },
-    },
-}
-
-#: The streamed answers (Accept: text/event-stream or application/x-ndjson): one SSE event
-#: or one JSON line per message, each an element of "messages" as above.
-STREAM_ANSWERS: tuple[tuple[str, dict[str, Any]], ...] = (
-    (
-        "text/event-stream",
-        {
-            "type": "string",
-            "description": "Server-Sent Events: 'retry:' first, then one 'data:' event per "
-            "message (a value, or a record with ?format=records), ':' heartbeats; with "
-            "ack=explicit each event's 'id:' is the cursor of its own message (acknowledged "
-            "by POST /{topic}/{group}/ack or a reconnect's Last-Event-ID) and records carry "
-            '"deliveries"',
-        },
-    ),
-    (
-        "application/x-ndjson",
-        {
-            "type": "string",
-            "description": "One JSON line per message (a value, or a record with ?format=records)",
-        },
-    ),
-)
-
-LEASED_ANSWER: dict[str, Any] = {
-    "type": "object",
-    "required": ["group", "messages", "cursor", "lease"],
-    "properties": {
-        "group": {"type": "string"},
-        "messages": {"type": "array"},
-        "cursor": {"type": "string", "description": "Acknowledge with POST .../ack"},
-        "lease": {"type": "number", "description": "Seconds the messages stay leased"},
-    },
-}
-
-_STATUS_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["status"],
-    "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
-}
-
-#: Answers of every route that is not open, when authentication is on (USERS, TOKENS or
-#: TLS_CLIENT_CA set).
-_AUTH_ERRORS = {
-    401: Answer(
-        "No credentials, or they are not valid (authentication is on)",
-        _ERROR,
-        headers=("WWW-Authenticate",),
-    ),
-    429: Answer(
-        "Too many failed authentications from this address", _ERROR, headers=("Retry-After",)
-    ),
-    503: Answer("Too many passwords being checked at once", _ERROR, headers=("Retry-After",)),
-}
-
-#: Answers every topic route can give besides its own.
-_TOPIC_ERRORS = {
-    **_AUTH_ERRORS,
-    403: Answer(
-        "The principal's ACL does not allow this operation on this topic (or group), or "
-        "creating the topic",
-        _ERROR,
-    ),
-    400: Answer("Invalid topic, group, parameter or body", _ERROR),
-    404: Answer("The topic does not exist (AUTO_CREATE_TOPICS is off)", _ERROR),
-    503: Answer(
-        "The broker is unreachable or a bound is reached", _ERROR, headers=("Retry-After",)
-    ),
-}
-_PRODUCE_ANSWERS = {
-    200: Answer(
-        "With Prefer: return=representation: every message was acknowledged, and where",
-        OFFSETS_ANSWER,
-        headers=("Preference-Applied", "Idempotent-Replayed"),
-    ),
-    204: Answer(
-        "Every message was acknowledged by the broker (acks=all)",
-        headers=("Idempotent-Replayed",),
-    ),
-    **_TOPIC_ERRORS,
-    409: Answer("A request with this Idempotency-Key is still in flight", _ERROR),
-    413: Answer("The body or a message is over the limit", _ERROR),
-    422: Answer("This Idempotency-Key was used for another request", _ERROR),
-    502: Answer("The broker refused the messages", _ERROR),
-}
-_FETCH_ANSWERS = {
-    200: Answer(
-        "The next messages of the group, committed (at-most-once), or leased with a cursor "
-        "(ack=explicit); with Accept: text/event-stream or application/x-ndjson, a stream of "
-        "them (at-most-once), each batch committed before it is written, until the client "
-        "leaves, limit were sent or shutdown (MAX_STREAMS open at most, else 503); an SSE "
-        "stream with ack=explicit leases each event under its own cursor instead (NDJSON "
-        "with ack=explicit is 400)",
-        {"anyOf": [MESSAGES_ANSWER, LEASED_ANSWER]},
-        alternatives=STREAM_ANSWERS,
-    ),
-    **_TOPIC_ERRORS,
-    502: Answer("The broker refused the commit", _ERROR),
-}
-
 ROUTES: tuple[Route, ...] = (
     Route(
         "index",
@@ -421,7 +164,7 @@ ROUTES: tuple[Route, ...] = (
         "/",
         "ops.index",
         "What this server is, and where its endpoints are",
-        answers={200: Answer("Version and links", {"type": "object"}), **_AUTH_ERRORS},
+        answers={200: Answer("Version and links", {"type": "object"}), **AUTH_ERRORS},
     ),
     Route(
         "healthz",
@@ -429,7 +172,7 @@ ROUTES: tuple[Route, ...] = (
         "/healthz",
         "ops.healthz",
         "Liveness: 200 while the process serves HTTP",
-        answers={200: Answer("Alive", _STATUS_BODY)},
+        answers={200: Answer("Alive", STATUS_BODY)},
         open=True,
     ),
     Route(
@@ -439,8 +182,8 @@ ROUTES: tuple[Route, ...] = (
         "ops.readyz",
         "Readiness: 200 while the broker answers and the producer can send",
         answers={
-            200: Answer("Ready", _STATUS_BODY),
-            503: Answer("Not ready, and why", _STATUS_BODY, headers=("Retry-After",)),
+            200: Answer("Ready", STATUS_BODY),
+            503: Answer("Not ready, and why", STATUS_BODY, headers=("Retry-After",)),
         },
         open=True,
     ),
@@ -452,7 +195,7 @@ ROUTES: tuple[Route, ...] = (
         "Prometheus metrics",
         answers={
             200: Answer("Metrics in Prometheus text format", {"type": "string"}, "text/plain"),
-            **_AUTH_ERRORS,
+            **AUTH_ERRORS,
         },
     ),
     Route(
@@ -461,7 +204,7 @@ ROUTES: tuple[Route, ...] = (
         "/openapi.json",
         "ops.openapi",
         "This description",
-        answers={200: Answer("OpenAPI 3.1 document", {"type": "object"}), **_AUTH_ERRORS},
+        answers={200: Answer("OpenAPI 3.1 document", {"type": "object"}), **AUTH_ERRORS},
     ),
     Route(
         "produce",
@@ -472,7 +215,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=(TOPIC, PREFER, IDEMPOTENCY_KEY),
         body=MESSAGES_BODY,
         body_forms=PRODUCE_BODY_FORMS,
-        answers=_PRODUCE_ANSWERS,
+        answers=PRODUCE_ANSWERS,
         hot=True,
         operation="produce",
     ),
@@ -485,7 +228,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=(TOPIC, KEY, PREFER, IDEMPOTENCY_KEY),
         body=MESSAGES_BODY_KEYED,
         body_forms=PRODUCE_BODY_FORMS,
-        answers=_PRODUCE_ANSWERS,
+        answers=PRODUCE_ANSWERS,
         hot=True,
         operation="produce",
     ),
@@ -496,7 +239,7 @@ ROUTES: tuple[Route, ...] = (
         "topics.fetch",
         "The next messages of a topic for the default group",
         parameters=(TOPIC, LIMIT, TIMEOUT, FORMAT, ACK, LEASE, LAST_EVENT_ID),
-        answers=_FETCH_ANSWERS,
+        answers=FETCH_ANSWERS,
         hot=True,
         operation="consume",
     ),
@@ -507,7 +250,7 @@ ROUTES: tuple[Route, ...] = (
         "topics.fetch",
         "The next messages of a topic for a consumer group",
         parameters=(TOPIC, GROUP, LIMIT, TIMEOUT, FORMAT, ACK, LEASE, LAST_EVENT_ID),
-        answers=_FETCH_ANSWERS,
+        answers=FETCH_ANSWERS,
         hot=True,
         operation="consume",
     ),
@@ -520,22 +263,20 @@ ROUTES: tuple[Route, ...] = (
         parameters=(TOPIC, GROUP),
         body=ACK_BODY,
         answers={
-            **_AUTH_ERRORS,
-            403: Answer(
-                "The principal's ACL does not allow consuming this topic and group", _ERROR
-            ),
+            **AUTH_ERRORS,
+            403: Answer("The principal's ACL does not allow consuming this topic and group", ERROR),
             204: Answer(
                 "Acknowledged (offsets committed up to the first unacknowledged message), or "
                 "released (delivered again at once); acking twice is 204 too"
             ),
-            400: Answer("Not a cursor of this topic and group, or a bad body", _ERROR),
+            400: Answer("Not a cursor of this topic and group, or a bad body", ERROR),
             409: Answer(
                 "The lease is not held here (expired, released, partitions moved, restart, "
                 "another replica): the messages will be delivered again",
-                _ERROR,
+                ERROR,
             ),
-            502: Answer("The broker refused the commit", _ERROR),
-            503: Answer("The broker is unreachable or slow", _ERROR, headers=("Retry-After",)),
+            502: Answer("The broker refused the commit", ERROR),
+            503: Answer("The broker is unreachable or slow", ERROR, headers=("Retry-After",)),
         },
         operation="consume",
     ),

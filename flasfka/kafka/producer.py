@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from flasfka.errors import FlasfkaError, Unavailable
+from flasfka.kafka.delivery_reports import PendingDelivery, plan_reports
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.kafka.settings import ACKNOWLEDGEMENT_SETTINGS
 from flasfka.reactor import ReactorLike
@@ -35,51 +35,6 @@ _DELIVERY_SLACK = 5.0
 #: POSTs in a row whose messages timed out while the broker was connected, after which the
 #: producer is taken for stuck and replaced (see KafkaProducer._note_outcome).
 _STUCK_TIMEOUTS = 2
-
-
-class _PendingDelivery:
-    """A POST waiting for its delivery reports (see KafkaProducer.send and send_records).
-
-    It is answered when `remaining` reports came without an error, or at the first error.
-    With `offsets`, every message carries a report and fills its place in the list.
-    """
-
-    __slots__ = ("_done", "deferred", "error", "offsets", "remaining", "started", "topic")
-
-    def __init__(
-        self,
-        done: list[_PendingDelivery],
-        topic: str,
-        started: float,
-        reports: int = 1,
-        offsets: list[Delivered | None] | None = None,
-    ) -> None:
-        self._done = done
-        self.topic = topic
-        self.started = started
-        self.remaining = reports
-        self.offsets = offsets
-        self.error: KafkaError | None = None
-        self.deferred: Deferred[Any] = Deferred()
-
-    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        """librdkafka's delivery report (reactor thread, inside poll)."""
-        if error is not None:
-            if self.error is None:
-                self.error = error
-                self._done.append(self)
-            return
-        self.remaining -= 1
-        if not self.remaining and self.error is None:
-            self._done.append(self)
-
-    def on_indexed(self, index: int, error: KafkaError | None, message: Message) -> None:
-        """The delivery report of message index of a POST that asked for offsets."""
-        if error is None:
-            stamp = message.timestamp()[1]
-            # A delivered message has its partition and offset.
-            self.offsets[index] = (message.partition(), message.offset(), stamp)  # type: ignore[index, assignment]
-        self.on_delivery(error, message)
 
 
 class KafkaProducer:
@@ -116,9 +71,9 @@ class KafkaProducer:
         self._running = False
         self._polling = False
         self._poll_call: Any = None
-        self._done: list[_PendingDelivery] = []
+        self._done: list[PendingDelivery] = []
         #: Every send not yet answered or expired, oldest first (see _expire).
-        self._waiting: deque[_PendingDelivery] = deque()
+        self._waiting: deque[PendingDelivery] = deque()
         #: Producers replaced after a fatal error, purged, served until their reports are in.
         self._retired: list[tuple[Producer, float]] = []
         #: Whether some broker connection is up, from librdkafka's statistics (1 s period).
@@ -160,7 +115,7 @@ class KafkaProducer:
             self._serve_retired()
         if self._done:
             done = self._done.copy()
-            self._done.clear()  # the list every _PendingDelivery appends to
+            self._done.clear()  # the list every PendingDelivery appends to
             for pending in done:
                 self._answer(pending)
         if self._waiting:
@@ -247,33 +202,18 @@ class KafkaProducer:
         """
         if not values:
             return succeed(None)
-        producer = self._producer
-        if producer is None or not self._running:
-            raise Unavailable("the producer is not running (shutting down)")
-        if len(producer) + len(values) > self._queue_room:
-            raise self._queue_error(topic, 0, len(values), None)
-        pending = _PendingDelivery(self._done, topic, self._reactor.seconds())
-        produce = producer.produce
+        produce = self._producer_with_room(topic, len(values)).produce
+        pending = PendingDelivery(self._done, topic, self._reactor.seconds())
         last = len(values) - 1
         queued = 0  # on an error: how many were queued before it
         try:
             for queued in range(last):
                 produce(topic, values[queued], key, partition)
             queued = last
-            produce(topic, values[last], key, partition, on_delivery=pending.on_delivery)
-        except BufferError:
-            raise self._queue_error(topic, queued, len(values), None) from None
-        except KafkaException as e:
-            error = e.args[0]
-            # produce() reports the fatal state as a plain _FATAL error (fatal() is False),
-            # and error_cb may never report it: the next poll replaces the producer.
-            if error.fatal() or error.code() == KafkaError._FATAL:
-                self.fatal_error = describe(error)
-                self._poll_soon()
-            raise self._queue_error(topic, queued, len(values), error) from None
-        self._waiting.append(pending)
-        self._poll_soon()
-        return pending.deferred
+            produce(topic, values[last], key, partition, pending.on_delivery)
+        except (BufferError, KafkaException) as e:
+            raise self._not_queued(topic, queued, len(values), e) from None
+        return self._wait_for(pending)
 
     def send_records(
         self,
@@ -284,89 +224,70 @@ class KafkaProducer:
     ) -> Deferred[list[Delivered] | None]:
         """Queue records (in order); fire once the broker has all of them.
 
-        A record without a partition goes to its key's partition (the partitioner's choice),
-        or to keyless_partition if it has no key either. The records of one POST may thus
-        go to several partitions, and the last-report argument of send() holds per
-        partition only: so the last record queued to each partition carries a report, and
-        the POST is answered when all of those came. The partitioner is not asked: the last
-        record of each explicit partition and the last record of each key (which goes where
-        every earlier record of that key goes) carry one, which includes the last record of
-        every partition the POST reaches.
-
-        With offsets, every record carries a report and the Deferred fires with the
-        (partition, offset, timestamp) of each, in order (only for the POSTs that ask).
+        A record without a partition goes to its key's partition, or to keyless_partition if
+        it has no key either; which records carry a delivery report: see plan_reports. With
+        offsets, the Deferred fires with the (partition, offset, timestamp) of each record,
+        in order (only for the POSTs that ask).
         """
         if not records:
             return succeed([] if offsets else None)
-        producer = self._producer
-        if producer is None or not self._running:
-            raise Unavailable("the producer is not running (shutting down)")
         total = len(records)
-        if len(producer) + total > self._queue_room:
-            raise self._queue_error(topic, 0, total, None)
-        partitions = [
-            record.partition
-            if record.partition >= 0
-            else (-1 if record.key is not None else keyless_partition)
-            for record in records
-        ]
-        started = self._reactor.seconds()
-        callbacks: list[Any]
-        if offsets:
-            pending = _PendingDelivery(self._done, topic, started, total, [None] * total)
-            callbacks = [partial(pending.on_indexed, index) for index in range(total)]
-        else:
-            last: dict[object, int] = {}
-            for index, partition in enumerate(partitions):
-                last[partition if partition >= 0 else records[index].key] = index
-            pending = _PendingDelivery(self._done, topic, started, len(last))
-            callbacks = [None] * total
-            for index in last.values():
-                callbacks[index] = pending.on_delivery
-        produce = producer.produce
+        produce = self._producer_with_room(topic, total).produce
+        pending, partitions, callbacks = plan_reports(
+            self._done, topic, self._reactor.seconds(), records, keyless_partition, offsets
+        )
         queued = 0
         try:
             for queued in range(total):
                 record = records[queued]
-                callback = callbacks[queued]
-                # Keyword arguments cost librdkafka's binding time: only pass what is set.
+                # Positional arguments only: keywords cost librdkafka's binding several times
+                # as much, and a None callback is no callback. The 6th is on_delivery, an
+                # alias of the callback (the 5th). Timestamp and headers only when set.
                 if record.headers is None and not record.timestamp:
-                    if callback is None:
-                        produce(topic, record.value, record.key, partitions[queued])
-                    else:
-                        produce(
-                            topic,
-                            record.value,
-                            record.key,
-                            partitions[queued],
-                            on_delivery=callback,
-                        )
+                    produce(topic, record.value, record.key, partitions[queued], callbacks[queued])
                 else:
                     produce(
                         topic,
                         record.value,
                         record.key,
                         partitions[queued],
-                        on_delivery=callback,
-                        timestamp=record.timestamp,
-                        headers=record.headers,  # type: ignore[arg-type]  # a list of pairs
+                        callbacks[queued],
+                        None,
+                        record.timestamp,
+                        record.headers,  # type: ignore[arg-type]  # a list of pairs
                     )
-        except BufferError:
-            raise self._queue_error(topic, queued, total, None) from None
-        except KafkaException as e:
-            error = e.args[0]
-            if error.fatal() or error.code() == KafkaError._FATAL:
-                self.fatal_error = describe(error)
-                self._poll_soon()
-            raise self._queue_error(topic, queued, total, error) from None
+        except (BufferError, KafkaException) as e:
+            raise self._not_queued(topic, queued, total, e) from None
+        return self._wait_for(pending)
+
+    def _producer_with_room(self, topic: str, total: int) -> Producer:
+        """The producer, if it runs and its local queue has room for total more messages."""
+        producer = self._producer
+        if producer is None or not self._running:
+            raise Unavailable("the producer is not running (shutting down)")
+        if len(producer) + total > self._queue_room:
+            raise self._not_queued(topic, 0, total, None)
+        return producer
+
+    def _wait_for(self, pending: PendingDelivery) -> Deferred[Any]:
+        """A POST's messages are queued: its Deferred, answered from a later poll."""
         self._waiting.append(pending)
         self._poll_soon()
         return pending.deferred
 
-    def _queue_error(
-        self, topic: str, queued: int, total: int, error: KafkaError | None
+    def _not_queued(
+        self, topic: str, queued: int, total: int, failure: BufferError | KafkaException | None
     ) -> FlasfkaError:
-        """The error of a POST whose messages were not all queued."""
+        """The error of a POST whose messages were not all queued (failure: what produce()
+        raised; None: no room was left for them)."""
+        error: KafkaError | None = None
+        if isinstance(failure, KafkaException):
+            error = failure.args[0]
+            # produce() reports the fatal state as a plain _FATAL error (fatal() is False),
+            # and error_cb may never report it: the next poll replaces the producer.
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                self.fatal_error = describe(error)
+                self._poll_soon()
         if error is None or error.code() == KafkaError._QUEUE_FULL:
             sent = (
                 f"{queued} of {total} messages were queued and may still be delivered"
@@ -378,7 +299,7 @@ class KafkaProducer:
             )
         return domain_error(error, f"produce to {topic!r}", self.connected, 0)
 
-    def _answer(self, pending: _PendingDelivery) -> None:
+    def _answer(self, pending: PendingDelivery) -> None:
         """Answer a POST from its last message's report (see send()); reactor thread."""
         self._note_outcome(pending.error)
         d = pending.deferred
@@ -388,8 +309,7 @@ class KafkaProducer:
             what = f"produce to {pending.topic!r}"
             d.errback(domain_error(pending.error, what, self.connected, self._timeout))
         elif self._reactor.seconds() - pending.started >= self._timeout:
-            self._fail(
-                pending,
+            pending.fail(
                 f"the last message was acknowledged after {self._timeout:g} s, when earlier "
                 "ones may have timed out",
             )
@@ -428,20 +348,8 @@ class KafkaProducer:
             if not pending.deferred.called:
                 if pending.started > oldest:
                     return
-                self._fail(
-                    pending, f"no delivery report within {self._timeout + _DELIVERY_SLACK:g} s"
-                )
+                pending.fail(f"no delivery report within {self._timeout + _DELIVERY_SLACK:g} s")
             waiting.popleft()
-
-    @staticmethod
-    def _fail(pending: _PendingDelivery, why: str) -> None:
-        """Answer a POST whose outcome is unknown with 503."""
-        pending.deferred.errback(
-            Unavailable(
-                f"produce to {pending.topic!r}: {why}; the messages may or may not have been "
-                "written"
-            )
-        )
 
     def stop(self, timeout: float) -> Deferred[int]:
         """Refuse new sends, wait (up to timeout) for what is queued; fires with what is left.
@@ -470,7 +378,7 @@ class KafkaProducer:
             while self._waiting:
                 pending = self._waiting.popleft()
                 if not pending.deferred.called:
-                    self._fail(pending, "flasfka stopped before the broker acknowledged them")
+                    pending.fail("flasfka stopped before the broker acknowledged them")
             done.callback(left)
 
         check()

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections import Counter
 from typing import Any
 
 import pytest_twisted
 import treq
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
 from flasfka.app.broker import free_port
-from tests.support.helpers import get, post, post_messages, produce_direct, sleep
+from tests.support.helpers import get, post, post_messages, produce_direct, read_topic, sleep
 from tests.support.ops import spawn, wait_exit, wait_ready, write_config
 from tests.support.servers import unique
 
@@ -155,33 +153,6 @@ async def test_out_of_order_acks_then_a_restart_deliver_the_unacked_again(make_s
     assert (await lease(third.url, path))["messages"] == []
 
 
-def _read_with_headers(address: str, topic: str, timeout: float) -> list[tuple[Any, Any, Any]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": address,
-            "group.id": "direct-reader",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = list(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        done: set[int] = set()
-        records = []
-        deadline = time.monotonic() + timeout
-        while len(done) < len(partitions) and time.monotonic() < deadline:
-            for message in consumer.consume(100, 0.2):
-                error = message.error()
-                if error is None:
-                    records.append((message.key(), message.value(), message.headers()))
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    done.add(message.partition())
-        return records
-    finally:
-        consumer.close()
-
-
 @pytest_twisted.ensureDeferred
 async def test_dead_letter_after_max_deliveries(make_server, broker):
     running = await make_server(CONSUMER_MAX_DELIVERIES=2)
@@ -197,9 +168,7 @@ async def test_dead_letter_after_max_deliveries(make_server, broker):
     rest = await lease(running.url, path, limit=5, format="records")
     assert values(rest) == ["fine"]
     assert (await ack(running.url, path, rest["cursor"]))[0] == 204
-    dead = await threads.deferToThread(
-        _read_with_headers, broker.address, f"{topic}.dead-letter", 15.0
-    )
+    dead = await read_topic(broker.address, f"{topic}.dead-letter", headers=True)
     assert len(dead) == 1
     key, value, headers = dead[0]
     assert (key, value) == (b"k", b"poison")

@@ -60,7 +60,7 @@ async def collect(
     return seen
 
 
-def _read_all(address: str, topic: str, timeout: float) -> list[tuple[bytes | None, bytes | None]]:
+def _read_all(address: str, topic: str, timeout: float, headers: bool) -> list[tuple[Any, ...]]:
     consumer = Consumer(
         {
             "bootstrap.servers": address,
@@ -74,13 +74,14 @@ def _read_all(address: str, topic: str, timeout: float) -> list[tuple[bytes | No
         partitions = list(metadata.topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         done: set[int] = set()
-        records: list[tuple[bytes | None, bytes | None]] = []
+        records: list[tuple[Any, ...]] = []
         deadline = time.monotonic() + timeout
         while len(done) < len(partitions) and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.2):
                 error = message.error()
                 if error is None:
-                    records.append((message.key(), message.value()))
+                    record = (message.key(), message.value())
+                    records.append((*record, message.headers()) if headers else record)
                 elif error.code() == KafkaError._PARTITION_EOF:
                     done.add(message.partition())
         return records
@@ -88,9 +89,12 @@ def _read_all(address: str, topic: str, timeout: float) -> list[tuple[bytes | No
         consumer.close()
 
 
-async def read_topic(address: str, topic: str, timeout: float = 15.0) -> list[tuple[Any, Any]]:
-    """Every (key, value) in topic, read with a plain confluent-kafka consumer (a thread)."""
-    return await threads.deferToThread(_read_all, address, topic, timeout)
+async def read_topic(
+    address: str, topic: str, timeout: float = 15.0, headers: bool = False
+) -> list[tuple[Any, ...]]:
+    """Every (key, value) in topic, or (key, value, headers) with headers, read with a plain
+    confluent-kafka consumer (a thread)."""
+    return await threads.deferToThread(_read_all, address, topic, timeout, headers)
 
 
 def _produce(address: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:

@@ -50,10 +50,24 @@ class FakeProducer:
         self.queued = []
         self.acknowledged = []
 
-    def produce(self, topic, value, key, partition, on_delivery=None, **fields):
+    def produce(
+        self,
+        topic,
+        value,
+        key,
+        partition,
+        callback=None,
+        on_delivery=None,
+        timestamp=0,
+        headers=None,
+    ):
+        """confluent-kafka's signature: on_delivery is an alias of callback; a None callback,
+        a 0 timestamp and None headers are the defaults."""
         if len(self.queued) >= self.room:
             raise BufferError("queue full")
-        self.queued.append((value, on_delivery))
+        self.queued.append((value, callback or on_delivery))
+        fields = {"timestamp": timestamp, "headers": headers}
+        fields = {name: field for name, field in fields.items() if field}
         self.produced.append((value, key, partition, fields))
 
     @property
