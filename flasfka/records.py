@@ -6,20 +6,45 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 #: Kafka record headers: (key, value) pairs in order, a key may repeat, a value may be null.
 Headers = Sequence[tuple[str, bytes | None]]
+
+
+class Metadata(Protocol):
+    """Where a record's timestamp and headers are read from when asked for: the librdkafka
+    message it was fetched as, or Fields."""
+
+    def timestamp(self) -> tuple[int, int | None]: ...
+    def headers(self) -> Headers | None: ...
+
+
+class Fields:
+    """The timestamp and headers of a record built from values (not fetched)."""
+
+    __slots__ = ("_headers", "_timestamp")
+
+    def __init__(self, timestamp: int | None, headers: Headers | None) -> None:
+        self._timestamp = timestamp
+        self._headers = headers
+
+    def timestamp(self) -> tuple[int, int | None]:
+        return (0, self._timestamp)
+
+    def headers(self) -> Headers | None:
+        return self._headers
 
 
 class Record(tuple[Any, ...]):
     """One message of a topic partition, as read from Kafka.
 
     The Kafka layer builds these; nothing above it sees a librdkafka message. A Record is a
-    tuple (topic, partition, offset, timestamp, key, value, headers) so that the poll thread
-    builds a fetch's records column by column at C speed (``from_columns``): a GET of a
-    thousand records otherwise spends more time building them than rendering them. Loops over
-    many records read a column with the getters below (``map(VALUE, records)``).
+    tuple (topic, partition, offset, key, value, metadata) so that the poll thread builds a
+    fetch's records column by column at C speed (``from_columns``), and reads timestamps and
+    headers (``metadata``, the fetched message) only for the records a reader asks them of:
+    a GET of a thousand records otherwise spends more time building them than rendering
+    them. Loops over many records read a column with the getters below (``map(VALUE, ...)``).
     """
 
     __slots__ = ()
@@ -34,7 +59,9 @@ class Record(tuple[Any, ...]):
         value: bytes | None,
         headers: Headers | None,
     ) -> Record:
-        return tuple.__new__(cls, (topic, partition, offset, timestamp, key, value, headers))
+        return tuple.__new__(
+            cls, (topic, partition, offset, key, value, Fields(timestamp, headers))
+        )
 
     @property
     def topic(self) -> str:
@@ -49,26 +76,43 @@ class Record(tuple[Any, ...]):
         return self[2]
 
     @property
-    def timestamp(self) -> int | None:
-        """Milliseconds since the epoch (create or log-append time), None if the broker has none."""
+    def key(self) -> bytes | None:
         return self[3]
 
     @property
-    def key(self) -> bytes | None:
+    def value(self) -> bytes | None:
         return self[4]
 
     @property
-    def value(self) -> bytes | None:
-        return self[5]
+    def timestamp(self) -> int | None:
+        """Milliseconds since the epoch (create or log-append time), None if the broker has none."""
+        return self[5].timestamp()[1]
 
     @property
     def headers(self) -> Headers | None:
-        return self[6]
+        return self[5].headers()
 
     @property
     def size(self) -> int:
         """Bytes of value and key, as counted against the read-ahead bounds."""
-        return len(self[5] or b"") + len(self[4] or b"")
+        return len(self[4] or b"") + len(self[3] or b"")
+
+    def fields(
+        self,
+    ) -> tuple[str, int, int, int | None, bytes | None, bytes | None, Headers | None]:
+        """(topic, partition, offset, timestamp, key, value, headers)."""
+        return (self[0], self[1], self[2], self.timestamp, self[3], self[4], self.headers)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return self.fields() == other.fields()
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None  # type: ignore[assignment]  # headers are a list: compared by value
 
     def __repr__(self) -> str:
         return f"Record({self.topic!r}, {self.partition}, {self.offset}, value={self.value!r:.40})"
@@ -77,8 +121,8 @@ class Record(tuple[Any, ...]):
 #: Column getters, for loops over many records (C calls rather than property lookups).
 PARTITION = itemgetter(1)
 OFFSET = itemgetter(2)
-KEY = itemgetter(4)
-VALUE = itemgetter(5)
+KEY = itemgetter(3)
+VALUE = itemgetter(4)
 
 _new_record = partial(tuple.__new__, Record)
 
@@ -87,15 +131,12 @@ def from_columns(
     topic: str,
     partitions: Iterable[int],
     offsets: Iterable[int],
-    timestamps: Iterable[int | None],
     keys: Iterable[bytes | None],
     values: Iterable[bytes | None],
-    headers: Iterable[Headers | None],
+    metadata: Iterable[Metadata],
 ) -> list[Record]:
     """Records from columns of equal length, without a Python call per record."""
-    return list(
-        map(_new_record, zip(repeat(topic), partitions, offsets, timestamps, keys, values, headers))
-    )
+    return list(map(_new_record, zip(repeat(topic), partitions, offsets, keys, values, metadata)))
 
 
 def next_offsets(records: Iterable[Record]) -> dict[int, int]:
