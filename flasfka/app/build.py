@@ -17,6 +17,7 @@ from twisted.logger import ILogObserver, Logger
 
 from flasfka import __version__
 from flasfka.app.broker import EmbeddedBroker, free_port, tansu_binary
+from flasfka.app.collector import pace_collector
 from flasfka.app.config import Config
 from flasfka.app.logs import stdout_observer
 from flasfka.app.services import (
@@ -55,6 +56,7 @@ class Flasfka(OrderedMultiService):
     def __init__(self, log_format: str) -> None:
         super().__init__()
         self.log_format = log_format
+        pace_collector()  # whichever way the process runs (twistd, flasfka-serve, workers)
         self.gateway: Gateway
         self.site: ObservedSite
         self.listener: GracefulListener
