@@ -19,6 +19,7 @@ import orjson
 
 from bench.leases import lease_round
 from bench.procs import Servers, fresh_rounds, kafka_direct
+from bench.streams import stream_round
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 
 CONNECTIONS = 16
@@ -126,6 +127,7 @@ def one_round(
     f["consume_direct"] = direct
     f["get_kafka_ratio"] = f["get"] / direct
     f.update(lease_round(servers, seconds))
+    f.update(stream_round(servers, seconds))
     return f
 
 
@@ -187,6 +189,15 @@ def table(rounds: list[dict[str, float]]) -> str:
             "",
             f"{m['lease_cycle_p99']:.1f}",
             ">= 60% of at-most-once",
+        ),
+        (
+            "NDJSON stream, 1 reader, msg/s",
+            f"{m['ndjson']:,.0f}",
+            f"Kafka direct {m['ndjson_direct']:,.0f}",
+            f"{m['ndjson_ratio']:.0%}",
+            "",
+            "",
+            ">= 800k, >= 60% of direct",
         ),
         (
             "POST 1 at half rate, req/s",

@@ -1,345 +1,39 @@
-"""Streaming GETs: Server-Sent Events and NDJSON, at-most-once, with flow control.
+"""Streaming GETs: Server-Sent Events and NDJSON, opened, bounded and ended on shutdown.
 
 A GET of a topic with ``Accept: text/event-stream`` or ``Accept: application/x-ndjson``
 streams the group's messages until the client leaves, ``limit`` messages were sent, or
-flasfka shuts down. Each batch is taken from the group member's buffer and committed through
-the member's CommitRounds (one commit per batch, shared with the plain GETs of the group)
-before its bytes are written: what a stream wrote is always committed.
+flasfka shuts down; flasfka.http.stream_writer writes each one (batches committed before
+they are written, or leased with ack=explicit, with Twisted's flow control). Streams here
+counts them against MAX_STREAMS and ends them first on shutdown.
 
-Flow control follows twisted.web's producer/consumer API: a Stream is a push producer
-registered on its request. When the connection's write buffer fills, Twisted pauses it and
-it stops taking messages until resumed, so a slow reader holds at most one batch beyond the
-transport's buffer; the member's own read-ahead bound applies as for any GET, and the other
-readers of the group keep taking from the same buffer.
-
-With ``ack=explicit`` (SSE only) a stream leases instead of committing: each batch is taken
-through the group's Leases (flasfka.leases, the same ledger as a GET with ack=explicit), one
-lease per message, and each event's ``id:`` is the cursor of its own message, acknowledged by
-POST /{topic}/{group}/ack like any cursor. A reconnect's ``Last-Event-ID`` acknowledges,
-before the new stream starts, that event and every earlier one of the stream that sent it;
-what is never acknowledged is delivered again when its lease ends. Leased messages stay
-bounded by CONSUMER_MAX_LEASED: a stream holding that many waits (heartbeating) for acks or
-expiries instead of taking more.
+A reconnect's ``Last-Event-ID`` (ack=explicit) acknowledges, before the new stream starts,
+that event and every earlier one of the stream that sent it; what is never acknowledged is
+delivered again when its lease ends.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from prometheus_client import Counter, Gauge
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
 from twisted.web.server import Request
-from zope.interface import implementer
 
-from flasfka.consumers import GroupReader
 from flasfka.cursors import CursorRef
-from flasfka.errors import Conflict, FlasfkaError, Unavailable
+from flasfka.errors import Conflict, Unavailable
 from flasfka.gateway import Gateway
 from flasfka.http.access_log import log_access
 from flasfka.http.auth import may_create
-from flasfka.http.rendering import render_records, render_texts, render_values, status_of
-from flasfka.leases import Lease
+from flasfka.http.stream_writer import NDJSON, SSE, Leasing, Stream, stream_kind
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record
 
+__all__ = ["NDJSON", "SSE", "Streams", "StreamsService", "stream_kind"]
+
 log = Logger(namespace="flasfka.http.streaming")
-
-SSE = b"text/event-stream"
-NDJSON = b"application/x-ndjson"
-
-#: Most messages one write of a leased stream takes at once (one lease and cursor each).
-BATCH = 1000
-#: Most an at-most-once stream takes and commits at once: all that is buffered, up to this.
-#: One commit round trip per batch sets a stream's pace, so batches grow with the backlog.
-COMMIT_BATCH = 20000
-#: The EventSource reconnection delay a stream announces (ms).
-RETRY_MS = 2000
-#: How long a leased stream whose group holds CONSUMER_MAX_LEASED waits before trying again.
-FULL_WAIT = 1.0
-
-
-def stream_kind(request: IRequest) -> bytes | None:
-    """SSE or NDJSON if the request's Accept asks for a stream, else None (a plain GET)."""
-    accept = request.getHeader(b"accept")
-    if not accept:
-        return None
-    types = {part.split(b";", 1)[0].strip().lower() for part in accept.split(b",")}
-    if SSE in types:
-        return SSE
-    if NDJSON in types:
-        return NDJSON
-    return None
-
-
-@dataclass(frozen=True)
-class Framing:
-    """How a stream frames each message's JSON: ``head JSON tail``."""
-
-    head: bytes
-    tail: bytes
-
-    def frame(self, items: list[Any]) -> bytes:
-        """Each item's JSON, framed."""
-        head, tail = self.head, self.tail
-        return b"".join([head + orjson.dumps(item) + tail for item in items])
-
-    def frame_texts(self, texts: list[str]) -> bytes:
-        """Strings, framed: one orjson call for the lot when that is safe.
-
-        A JSON array of strings with no escaped quote in it has ``","`` only between its
-        strings (each ``"`` delimits one), so the frames are one replace away; with one, a
-        ``","`` may sit inside a string, and each is encoded on its own.
-        """
-        if not texts:
-            return b""
-        body = orjson.dumps(texts)
-        if b'\\"' in body:
-            return self.frame(texts)
-        return (
-            self.head + body[1:-1].replace(b'","', b'"' + self.tail + self.head + b'"') + self.tail
-        )
-
-
-SSE_FRAMING = Framing(b"data: ", b"\n\n")
-NDJSON_FRAMING = Framing(b"", b"\n")
-
-
-@dataclass(frozen=True)
-class Leasing:
-    """How an ack=explicit stream leases: for how long, and who signs its cursors."""
-
-    seconds: float
-    cursor: Any  # (CursorRef) -> str: the cursor of one lease of this topic and group
-
-
-def _leased_events(leases: list[Lease], cursors: list[str], records_format: bool) -> bytes:
-    """One SSE event per leased message, its ``id:`` the cursor of its lease."""
-    records = [lease.records[0] for lease in leases]
-    items: list[Any]
-    if records_format:
-        items = render_records(records)
-        for item, lease in zip(items, leases, strict=True):
-            item["deliveries"] = lease.deliveries[0]
-    else:
-        items = render_values(records)
-    return b"".join(
-        [
-            b"id: " + cursor.encode("ascii") + b"\ndata: " + orjson.dumps(item) + b"\n\n"
-            for cursor, item in zip(cursors, items, strict=True)
-        ]
-    )
-
-
-@implementer(IPushProducer)
-class Stream:
-    """One streaming response: takes batches from a group reader and writes them.
-
-    It runs until ``limit`` messages were written, the client left (stopProducing or the
-    request's finish errback) or ``end()`` was called (shutdown). A wait for messages or for
-    the transport is cancelled at once by either; a batch being committed is finished first,
-    so that what was committed is written, or put back if the client is gone.
-    """
-
-    def __init__(
-        self,
-        request: Request,
-        reader: GroupReader,
-        clock: ReactorLike,
-        kind: bytes,
-        records_format: bool,
-        limit: int | None,
-        heartbeat: float,
-        join_timeout: float,
-        on_written: Any,
-        leasing: Leasing | None = None,
-    ) -> None:
-        self._request = request
-        self._reader = reader
-        self._clock = clock
-        self._kind = kind
-        self._records_format = records_format
-        self._leasing = leasing
-        self._framing = SSE_FRAMING if kind == SSE else NDJSON_FRAMING
-        self._limit = limit
-        self._heartbeat = heartbeat
-        self._join_timeout = join_timeout
-        self._on_written = on_written
-        self._paused = False
-        self._resumed: Deferred[None] | None = None
-        self._waiting: Deferred[Any] | None = None
-        self._ending = False
-        self.gone = False
-        self.sent = 0
-        #: When the stream started writing (reactor seconds).
-        self.started = clock.seconds()
-        self.done: Deferred[None] = succeed(None)
-
-    # --- IPushProducer (called by the connection) -------------------------------------------
-
-    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
-        """The client reads slower than we write: take nothing more until resumed."""
-        self._paused = True
-
-    def resumeProducing(self) -> None:  # noqa: N802 (Twisted's name)
-        """The transport's buffer drained: take and write again."""
-        self._paused = False
-        resumed, self._resumed = self._resumed, None
-        if resumed is not None and not resumed.called:
-            resumed.callback(None)
-
-    def stopProducing(self) -> None:  # noqa: N802 (Twisted's name)
-        """The connection is going away."""
-        self._client_gone()
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    def start(self) -> Deferred[None]:
-        """Send the headers (and SSE's retry), then stream; fires when the stream ended."""
-        request = self._request
-        request.setHeader(b"Content-Type", self._kind)
-        request.setHeader(b"Cache-Control", b"no-cache")
-        request.setHeader(b"X-Accel-Buffering", b"no")  # nginx: do not buffer the stream
-        request.registerProducer(self, True)
-        request.notifyFinish().addErrback(lambda _: self._client_gone())
-        request.write(b"retry: %d\n\n" % RETRY_MS if self._kind == SSE else b"")
-        self.done = Deferred.fromCoroutine(self._run())
-        return self.done
-
-    def end(self) -> None:
-        """End the stream cleanly (shutdown): stop waiting, finish the batch in hand."""
-        self._ending = True
-        self._interrupt()
-
-    def _client_gone(self) -> None:
-        self.gone = True
-        self._ending = True
-        self._interrupt()
-
-    def _interrupt(self) -> None:
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None and not waiting.called:
-            waiting.cancel()
-
-    async def _wait(self, d: Deferred[Any]) -> bool:
-        """Wait for d unless the stream ends meanwhile; False if it ended."""
-        if self._ending:
-            d.cancel()
-            return False
-        self._waiting = d
-        try:
-            await d
-        except CancelledError:
-            if self._ending:
-                return False
-            raise
-        finally:
-            self._waiting = None
-        return not self._ending
-
-    async def _run(self) -> None:
-        member = self._reader.member
-        leases = self._reader.leases
-        leasing = self._leasing
-        member.waiting += 1  # a member with an open stream is never idle
-        stream_tag = leases.new_stream() if leasing is not None else 0
-        last_write = self._clock.seconds()
-        try:
-            while not self._ending:
-                if self._paused:
-                    self._resumed = Deferred()
-                    if not await self._wait(self._resumed):
-                        break
-                    continue
-                silent = self._clock.seconds() - last_write
-                if leasing is not None and leases.leased >= leases.max_leased:
-                    # The group holds its bound of leased messages: wait for acks or expiries.
-                    wait = deferLater(self._clock, min(FULL_WAIT, self._heartbeat), lambda: None)  # type: ignore[arg-type]
-                    if not await self._wait(wait):
-                        break
-                elif leasing is None or not leases.returned:
-                    wait = Deferred.fromCoroutine(
-                        member.wait_for(1, max(0.0, self._heartbeat - silent), self._join_timeout)
-                    )
-                    if not await self._wait(wait):
-                        break
-                if leasing is None:
-                    ready = member.buffered > 0
-                else:  # room for a lease, and returned messages due or the buffer's
-                    ready = leases.leased < leases.max_leased and (
-                        leases.returned > 0 or member.buffered > 0
-                    )
-                if not ready:
-                    # NDJSON has no comment syntax: only SSE gets heartbeats.
-                    if self._clock.seconds() - last_write >= self._heartbeat:
-                        if self._kind == SSE:
-                            self._write(b":\n\n")
-                        last_write = self._clock.seconds()
-                    continue
-                want = (
-                    BATCH if leasing is not None else min(COMMIT_BATCH, max(BATCH, member.buffered))
-                )
-                if self._limit is not None:
-                    want = min(want, self._limit - self.sent)
-                if leasing is not None:
-                    # Synchronous: nothing is taken unless it is written at once.
-                    taken = leases.lease_each(want, leasing.seconds, stream_tag)
-                    if not taken:
-                        continue
-                    cursors = [leasing.cursor(CursorRef(leases.generation, t.id, 1)) for t in taken]
-                    self._write(_leased_events(taken, cursors, self._records_format))
-                    last_write = self._clock.seconds()
-                    self.sent += len(taken)
-                    self._on_written([t.records[0] for t in taken])
-                    if self._limit is not None and self.sent >= self._limit:
-                        break
-                    continue
-                # Not cancelled by _wait: a batch whose commit is under way is finished.
-                records = await self._reader.at_most_once.consume(want)
-                if not records:
-                    continue
-                if self.gone:
-                    member.put_back(records)  # committed, not delivered: the next GET gets them
-                    break
-                self._write(self._frame(records))
-                last_write = self._clock.seconds()
-                self.sent += len(records)
-                self._on_written(records)
-                if self._limit is not None and self.sent >= self._limit:
-                    break
-        except FlasfkaError as e:
-            log.info(
-                "stream of {group}/{topic} ended: {error}",
-                group=member.group,
-                topic=member.topic,
-                error=e.message,
-            )
-            if self._kind == SSE and not self.gone:
-                error = {"error": e.message, "status": status_of(e)}
-                self._write(b"event: error\ndata: " + orjson.dumps(error) + b"\n\n")
-        finally:
-            member.waiting -= 1
-            member.last_used = self._clock.seconds()
-            self._request.unregisterProducer()
-
-    def _frame(self, records: list[Record]) -> bytes:
-        if self._records_format:
-            return self._framing.frame(render_records(records))
-        texts = render_texts(records)
-        if texts is not None:
-            return self._framing.frame_texts(texts)
-        return self._framing.frame(render_values(records))
-
-    def _write(self, data: bytes) -> None:
-        if not self.gone:
-            self._request.write(data)
 
 
 class Streams:
