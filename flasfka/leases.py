@@ -26,7 +26,6 @@ unacknowledged is lost.
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -37,13 +36,11 @@ from twisted.python.failure import Failure
 from flasfka.commit_floor import CommitFloor
 from flasfka.cursors import CursorRef
 from flasfka.errors import Conflict, Unavailable
+from flasfka.lease_history import LeaseHistory, why_not_held
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record, next_offsets
 
 log = Logger(namespace="flasfka.leases")
-
-#: How many ended leases are remembered, so that a second ack of one answers 204.
-ENDED_KEPT = 8192
 
 #: Generations of Leases in this process: a cursor names the one that issued it.
 _generations = itertools.count(1)
@@ -140,10 +137,7 @@ class Leases:
         self.generation = next(_generations)
         self._ids = itertools.count(1)
         self._leases: dict[int, Lease] = {}
-        self._ended: dict[int, str] = {}
-        self._ended_order: deque[int] = deque()
-        #: Lease id -> the stream that leased it, for leases held or recently ended.
-        self._stream_of: dict[int, int] = {}
+        self._history = LeaseHistory()
         self._streams = itertools.count(1)
         #: What may be committed: the first record taken and not acknowledged, per partition.
         self._floor = CommitFloor(member)
@@ -243,7 +237,7 @@ class Leases:
         for record, count in zip(records, deliveries, strict=True):
             lease = Lease(next(self._ids), [record], [count], stream)
             if stream:
-                self._stream_of[lease.id] = stream
+                self._history.taken_by_stream(lease.id, stream)
             lease.timer = self._reactor.callLater(seconds, self._expire, lease.id)
             self._leases[lease.id] = lease
             leases.append(lease)
@@ -263,12 +257,7 @@ class Leases:
             lease.timer.cancel()
         self.leased -= len(lease.records)
         self._events.leases_changed(self._topic, -len(lease.records))
-        self._ended[lease_id] = how
-        self._ended_order.append(lease_id)
-        while len(self._ended_order) > ENDED_KEPT:
-            forgotten = self._ended_order.popleft()
-            self._ended.pop(forgotten, None)
-            self._stream_of.pop(forgotten, None)
+        self._history.ended(lease_id, how)
         return lease
 
     def _gone(self, ref: CursorRef) -> Lease | str:
@@ -281,7 +270,7 @@ class Leases:
         lease = self._leases.get(ref.lease)
         if lease is not None:
             return lease
-        return self._ended.get(ref.lease, "forgotten")
+        return self._history.how(ref.lease)
 
     def ack(self, ref: CursorRef) -> Deferred[None]:
         """Acknowledge the lease of ref; fires once the offsets it allows are committed."""
@@ -291,7 +280,7 @@ class Leases:
         if isinstance(found, str):
             if found == "acked":
                 return self.commit()
-            raise Conflict(_why_not_held(found))
+            raise Conflict(why_not_held(found))
         self._end(ref.lease, "acked")
         self._floor.acknowledge(found.records)
         self._events.lease_event("acked", self._topic, len(found.records))
@@ -303,7 +292,7 @@ class Leases:
         if ref.size == 0:
             return succeed(None)
         self._gone(ref)  # a cursor of an earlier generation is a Conflict
-        stream = self._stream_of.get(ref.lease)
+        stream = self._history.stream_of(ref.lease)
         if not stream:  # not a stream's lease, or forgotten: that one alone
             return self.ack(ref)
         through = [
@@ -328,7 +317,7 @@ class Leases:
                 return
             if found == "acked":
                 raise Conflict("this cursor's messages were already acknowledged")
-            raise Conflict(_why_not_held(found))
+            raise Conflict(why_not_held(found))
         self._end(ref.lease, "released")
         self._events.lease_event("released", self._topic, len(found.records))
         self._return(found)
@@ -422,15 +411,3 @@ class Leases:
     def flush(self) -> Deferred[None]:
         """Commit what was acknowledged (before a shutdown leaves the group)."""
         return self.commit()
-
-
-def _why_not_held(how: str) -> str:
-    reason = {
-        "expired": "its lease expired",
-        "released": "it was released",
-        "revoked": "its partitions moved to another group member (a rebalance)",
-    }.get(how, "its lease ended")
-    return (
-        f"this cursor's lease is no longer held here ({reason}): its unacknowledged "
-        "messages will be (or were) delivered again"
-    )

@@ -82,14 +82,14 @@ class Framing:
     def frame_texts(self, texts: list[str]) -> bytes:
         """Strings, framed: one orjson call for the lot when that is safe.
 
-        A JSON array of strings with no escaped quote in it has ``","`` only between its
-        strings (each ``"`` delimits one), so the frames are one replace away; with one, a
-        ``","`` may sit inside a string, and each is encoded on its own.
+        In a JSON array of strings with no escaped quote, every ``"`` delimits a string, so
+        ``","`` is either between two strings or the whole of the string ``,``: without
+        those, the frames are one replace away. Otherwise each string is encoded on its own.
         """
         if not texts:
             return b""
         body = orjson.dumps(texts)
-        if b'\\"' in body:
+        if b'\\"' in body or "," in texts:
             return self.frame(texts)
         return (
             self.head + body[1:-1].replace(b'","', b'"' + self.tail + self.head + b'"') + self.tail

@@ -2,7 +2,7 @@
 
 import json
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from flasfka.http.stream_writer import NDJSON_FRAMING, SSE_FRAMING
@@ -12,6 +12,9 @@ _texts = st.lists(st.text(alphabet=st.sampled_from('",\\\n\x00a é😀'), max_si
 
 
 @given(_texts)
+@example([","])  # the whole of a string can look like the gap between two
+@example([",", "b", ","])
+@example(["a\\", ",", 'x","y'])
 def test_strings_framed_at_once_equal_strings_framed_one_by_one(texts):
     for framing in (NDJSON_FRAMING, SSE_FRAMING):
         assert framing.frame_texts(texts) == framing.frame(texts)
