@@ -355,8 +355,13 @@ class GroupMember:
         """Remove and return up to limit buffered records, oldest first per partition."""
         buffer = self._buffer
         count = min(limit, len(buffer))
+        if not count:
+            return []
+        was_full = self.full
         taken = [buffer.popleft() for _ in range(count)]
         self._drop(taken)
+        if was_full:  # the thread stopped fetching; there is room now: fetch again at once
+            self._commands.wake()
         return taken
 
     def put_back(self, records: list[Record]) -> None:

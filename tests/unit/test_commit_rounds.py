@@ -68,3 +68,21 @@ def test_a_cancelled_get_puts_its_messages_back_after_the_commit():
     consumer.commits[0][1].callback(None)
     assert len(consumer.commits) == 1
     assert offsets(consumer.take(10)) == [0, 1, 2, 3, 4]
+
+
+def test_taking_from_a_full_buffer_wakes_the_poll_thread_to_fetch_again():
+    member = GroupMember(Clock(), {}, "t", "g", buffer_messages=3, buffer_bytes=10**6)
+    member._assigned = {0}
+    wakes: list[None] = []
+    member._commands.wake = lambda: wakes.append(None)  # type: ignore[method-assign]
+    records = [Record("t", 0, i, None, None, b"v", None) for i in range(3)]
+    member._hold(2, 2)  # handed over on the poll thread (two of the three)
+    member._received(records[:2], [])
+    assert not member.full
+    member.take(1)
+    assert wakes == []  # it was not waiting for room
+    member._hold(2, 2)
+    member._received(records[2:] + records[:1], [])
+    assert member.full  # the poll thread stops fetching here
+    member.take(1)
+    assert wakes == [None] and not member.full
