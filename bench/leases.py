@@ -7,17 +7,13 @@ round. Run alone: ``python -m bench.leases [--seconds 5] [--repeats 3]``.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import tempfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import orjson
 
-from bench.procs import Servers, fresh_rounds, kafka_direct
+from bench.procs import Servers, kafka_direct, run_alone
 from bench.wrk import BenchFailure, WrkResult, run_wrk
 
 CONNECTIONS = 16
@@ -100,15 +96,9 @@ def lease_round(servers: Servers, seconds: float, limit: int = 1000) -> dict[str
 
 def main() -> None:
     """Run lease_round on fresh processes --repeats times; print the medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="flasfka-bench-leases-"))
-    rounds = fresh_rounds(work, args.repeats, lambda servers: lease_round(servers, args.seconds))
-    m = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    m, repeats, seconds = run_alone(__doc__.splitlines()[0], "leases", lease_round)
     print(
-        f"\nmedians of {args.repeats} rounds, wrk -t1 -c{CONNECTIONS}, {args.seconds:g} s:\n"
+        f"\nmedians of {repeats} rounds, wrk -t1 -c{CONNECTIONS}, {seconds:g} s:\n"
         f"at-most-once GET limit=1000: {m['get_amo']:,.0f} msg/s (p99 {m['get_amo_p99']:.1f} ms)\n"
         f"at-least-once GET+ack cycle: {m['lease_cycle']:,.0f} msg/s "
         f"(p99 {m['lease_cycle_p99']:.1f} ms), {m['lease_ratio']:.0%} of at-most-once "

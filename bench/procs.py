@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +103,21 @@ def fresh_rounds(
             children.stop()
         print(f"round {i + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in rounds[-1].items()))
     return rounds
+
+
+def run_alone(
+    description: str, name: str, measure: Callable[[Servers, float], dict[str, float]]
+) -> tuple[dict[str, float], int, float]:
+    """A bench module run on its own: parse --repeats and --seconds, run measure on fresh
+    processes that many times; (the medians of its figures, repeats, seconds)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix=f"flasfka-bench-{name}-"))
+    rounds = fresh_rounds(work, args.repeats, lambda servers: measure(servers, args.seconds))
+    medians = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    return medians, args.repeats, args.seconds
 
 
 def kafka_direct(*args: str | int) -> dict:

@@ -10,17 +10,13 @@ first. Run alone: ``python -m bench.streams [--seconds 5] [--repeats 3]``.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 
-from bench.procs import Servers, fresh_rounds, kafka_direct
+from bench.procs import Servers, kafka_direct, run_alone
 from bench.wrk import BenchFailure
 
 #: Messages put in the topic the stream reads.
@@ -75,15 +71,10 @@ def stream_round(servers: Servers, seconds: float) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="flasfka-bench-streams-"))
-    rounds = fresh_rounds(work, args.repeats, lambda servers: stream_round(servers, args.seconds))
-    m = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    """Run stream_round on fresh processes --repeats times; print the medians."""
+    m, repeats, _ = run_alone(__doc__.splitlines()[0], "streams", stream_round)
     print(
-        f"\nmedians of {args.repeats} rounds: one NDJSON stream {m['ndjson']:,.0f} msg/s, "
+        f"\nmedians of {repeats} rounds: one NDJSON stream {m['ndjson']:,.0f} msg/s, "
         f"direct consumer {m['ndjson_direct']:,.0f} msg/s, {m['ndjson_ratio']:.0%} of it "
         "(target >= 800k and >= 60%)"
     )
