@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from bench.leases import lease_round
+from bench.longpoll import longpoll_round
 from bench.procs import Servers, fresh_rounds, kafka_direct
 from bench.streams import stream_round
 from bench.wrk import BenchFailure, WrkResult, run_wrk
@@ -128,6 +129,7 @@ def one_round(
     f["get_kafka_ratio"] = f["get"] / direct
     f.update(lease_round(servers, seconds))
     f.update(stream_round(servers, seconds))
+    f.update(longpoll_round(servers))
     return f
 
 
@@ -200,6 +202,15 @@ def table(rounds: list[dict[str, float]]) -> str:
             ">= 800k, >= 60% of direct",
         ),
         (
+            "long-poll wake-up, 100 waiting, ms",
+            f"p90 {m['longpoll_p90']:.1f}",
+            f"client alone: p50 {m['longpoll_bare_p50']:.1f}, p99 {m['longpoll_bare_p99']:.1f}",
+            "",
+            f"{m['longpoll_p50']:.1f}",
+            f"{m['longpoll_p99']:.1f}",
+            "p99 < 20 ms",
+        ),
+        (
             "POST 1 at half rate, req/s",
             f"{m['post1_half_rate']:,.0f}",
             "",
@@ -241,6 +252,11 @@ def main() -> None:
         help="compare 1 and 2 worker processes (bench/workers.py)",
     )
     parser.add_argument(
+        "--longpoll",
+        action="store_true",
+        help="only the long-poll wake-up (bench/longpoll.py; --repeats applies)",
+    )
+    parser.add_argument(
         "--forms", action="store_true", help="also the produce forms (bench.produce_forms)"
     )
     args = parser.parse_args()
@@ -248,6 +264,11 @@ def main() -> None:
         from bench.auth import report
 
         print(report(args.seconds, args.repeats))
+        return
+    if args.longpoll:
+        from bench import longpoll
+
+        print(longpoll.run(args.repeats))
         return
     if args.workers:
         from bench import workers
