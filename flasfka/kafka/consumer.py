@@ -91,7 +91,8 @@ class GroupMember:
         self._assigned: set[int] = set()
         self._started: set[int] = set()
         self._joined = False
-        self._waiters: list[Deferred[None]] = []
+        #: GETs waiting in _wait_until: each one's condition, and what wakes it.
+        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
         self._committed: dict[int, int] = {}
         self._closed: Deferred[None] = Deferred()
         self._closed.addCallback(lambda _: self._commands.close())
@@ -315,10 +316,22 @@ class GroupMember:
         self._notify()
 
     def _notify(self) -> None:
+        """Wake the waiters whose condition holds now, oldest first (all on failure or close).
+
+        A woken GET that takes records runs before the next condition is checked, so one
+        record wakes one of 100 GETs waiting for one, not all of them.
+        """
         waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.called:
+        wake_all = bool(self.failure or self._stopping)
+        kept = []
+        for condition, waiter in waiters:
+            if waiter.called:  # timed out or cancelled
+                continue
+            if wake_all or condition():
                 waiter.callback(None)
+            else:
+                kept.append((condition, waiter))
+        self._waiters = kept + self._waiters  # those woken may be waiting again already
 
     async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
         """Wait (cancellably) until condition() holds, failure or close, or timeout."""
@@ -328,7 +341,7 @@ class GroupMember:
             if remaining <= 0:
                 return
             waiter: Deferred[None] = Deferred()
-            self._waiters.append(waiter)
+            self._waiters.append((condition, waiter))
             waiter.addTimeout(remaining, self._reactor, onTimeoutCancel=lambda *_: None)  # type: ignore[arg-type]
             await waiter
 
