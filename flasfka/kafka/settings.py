@@ -46,10 +46,13 @@ FIXED_PRODUCER_SETTINGS = frozenset(
 )
 
 #: Consumer settings for a Tansu broker (tests, benchmark, embedded mode): librdkafka's first
-#: group join on Tansu waits about session.timeout.ms / 2, 23 s at the default of 45 s.
+#: group join on Tansu waits about session.timeout.ms / 2, 23 s at the default of 45 s. Tansu
+#: answers every fetch only after fetch.wait.max.ms, data or not, so a message posted to a
+#: waiting long poll waits up to that long to be fetched (Kafka answers once data arrives).
 TANSU_CONSUMER_SETTINGS: dict[str, Any] = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
+    "fetch.wait.max.ms": 10,
 }
 
 #: librdkafka's default message.max.bytes, used when the config does not set it.
