@@ -5,13 +5,15 @@ The scenario is a job queue: 100 workers long-poll one group (``GET /{topic}/{gr
 The client then sends one POST at a time (after a random pause of 5-25 ms, so that POSTs fall
 at random points of the consumer's fetch cycle) and notes when its 204 arrives and when the
 GET that got its message answers; that GET's worker polls again at once, so 100 stay waiting.
-The sample is the time between the two.
+The sample is the time between the two. With --fan-out, also 100 groups with one GET waiting
+each, every POST waking all of them (fan_out_round; not in ``make bench``'s table).
 
 Baseline (the client's own cost, same process, same loop): the bare Klein app's POST, then on
 its 204 a GET on one of 100 open connections, which that server answers at once.
 
 The client is a small asyncio HTTP/1.1 client in its own process (one connection per poll,
-no library in the way). Run alone: ``python -m bench.longpoll [--repeats 3] [--samples 300]``.
+no library in the way). Run alone:
+``python -m bench.longpoll [--repeats 3] [--samples 300] [--fan-out]``.
 """
 
 from __future__ import annotations
@@ -172,11 +174,85 @@ async def _immediate(base: str, polls: int, samples: int) -> list[float]:
     return latencies
 
 
+async def _fan_out(base: str, topic: str, groups: int, samples: int) -> list[float]:
+    """One GET waiting in each of groups groups; per POST, seconds to each group's answer.
+
+    Returns groups samples per POST, in order (so the last of each run of groups is the
+    slowest GET of that POST only after sorting; see fan_out_round).
+    """
+    host, port = _host_port(base)
+    answered: dict[str, list[float]] = {}
+    arrived = asyncio.Event()
+    failures: list[str] = []
+
+    async def worker(connection: _Connection, group: str) -> None:
+        path = f"/{topic}/{group}/?timeout=30&limit=1"
+        while True:
+            status, body = await connection.request("GET", path)
+            now = time.perf_counter()
+            if status != 200:
+                failures.append(f"GET {status}: {body[:200]!r}")
+                arrived.set()
+                return
+            for message in orjson.loads(body)["messages"]:
+                answered.setdefault(message, []).append(now)
+            arrived.set()
+
+    async def joined(group: str) -> _Connection:
+        connection = await _Connection.open(host, port)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, body = await connection.request("GET", f"/{topic}/{group}/?timeout=5&limit=1")
+            if status != 200:
+                raise BenchFailure(f"GET {status}: {body[:200]!r}")
+            if orjson.loads(body)["messages"]:
+                return connection
+        raise BenchFailure(f"{topic}/{group}: the group join took over 60 s")
+
+    names = [f"fan-{i}" for i in range(groups)]
+    connections = await asyncio.gather(*[joined(name) for name in names])
+    poster = await _Connection.open(host, port)
+    workers = [asyncio.create_task(worker(c, n)) for c, n in zip(connections, names, strict=True)]
+    await asyncio.sleep(2.0)
+    latencies: list[float] = []
+    try:
+        for i in range(samples):
+            await asyncio.sleep(random.uniform(0.005, 0.025))
+            message = f"fan-{i}"
+            status, body = await poster.request(
+                "POST", f"/{topic}/", orjson.dumps({"messages": [message]})
+            )
+            posted = time.perf_counter()
+            if status != 204:
+                raise BenchFailure(f"POST {status}: {body[:200]!r}")
+            deadline = posted + ANSWER_TIMEOUT
+            while len(answered.get(message, ())) < groups and not failures:
+                arrived.clear()
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise BenchFailure(f"{message}: not every group answered in {ANSWER_TIMEOUT} s")
+                try:
+                    await asyncio.wait_for(arrived.wait(), remaining)
+                except TimeoutError:
+                    pass
+            if failures:
+                raise BenchFailure(failures[0])
+            latencies.extend(sorted(t - posted for t in answered.pop(message)))
+    finally:
+        for task in workers:
+            task.cancel()
+        for c in [*connections, poster]:
+            c.close()
+    return latencies
+
+
 def _client_main(argv: list[str]) -> None:
     """In the client process: run one measurement and print its samples (ms) as JSON."""
     kind, base, polls, samples = argv[0], argv[1], int(argv[2]), int(argv[3])
     if kind == "bare":
         seconds = asyncio.run(_immediate(base, polls, samples))
+    elif kind == "fan-out":
+        seconds = asyncio.run(_fan_out(base, argv[4], polls, samples))
     else:
         topic, group = argv[4], argv[5]
         seconds = asyncio.run(_wake_ups(base, topic, group, polls, samples))
@@ -245,6 +321,27 @@ def longpoll_round(
     return f
 
 
+def fan_out_round(servers: Servers, samples: int, groups: int = POLLS) -> dict[str, float]:
+    """groups groups with a GET waiting each, all woken by each POST (ms): every GET's
+    wake-up, and the slowest of each POST's (all groups served)."""
+    topic = f"bench-fan-{uuid.uuid4().hex[:8]}"
+    host, port = _host_port(servers.flasfka)
+
+    async def create() -> None:
+        c = await _Connection.open(host, port)
+        status, body = await c.request("POST", f"/{topic}/", b'{"messages": ["first"]}')
+        c.close()
+        if status != 204:
+            raise BenchFailure(f"POST {status}: {body[:200]!r}")
+
+    asyncio.run(create())
+    every = _client("fan-out", servers.flasfka, groups, samples, topic)
+    slowest = [max(every[i : i + groups]) for i in range(0, len(every), groups)]
+    f = {f"fan_{k}": v for k, v in percentiles(every).items()}
+    f.update({f"fan_last_{k}": v for k, v in percentiles(slowest).items()})
+    return f
+
+
 def report(rounds: list[dict[str, float]]) -> str:
     """Medians of the rounds, and each round's p99, as text."""
     m = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
@@ -257,13 +354,31 @@ def report(rounds: list[dict[str, float]]) -> str:
         f"  baseline  p50 {m['longpoll_bare_p50']:.1f}  p90 {m['longpoll_bare_p90']:.1f}  "
         f"p99 {m['longpoll_bare_p99']:.1f}  max {m['longpoll_bare_max']:.1f} ms "
         "(bare Klein answering at once: the client's own cost)"
+    ) + (
+        f"\n{POLLS} groups with a GET waiting each, every POST wakes all of them:\n"
+        f"  every GET p50 {m['fan_p50']:.1f}  p90 {m['fan_p90']:.1f}  p99 {m['fan_p99']:.1f}  "
+        f"max {m['fan_max']:.1f} ms\n"
+        f"  all {POLLS} answered  p50 {m['fan_last_p50']:.1f}  p90 {m['fan_last_p90']:.1f}  "
+        f"p99 {m['fan_last_p99']:.1f}  max {m['fan_last_max']:.1f} ms"
+        if "fan_p50" in m
+        else ""
     )
 
 
-def run(repeats: int = 3, samples: int = SAMPLES) -> str:
-    """longpoll_round on fresh processes, repeats times; the report of their medians."""
+def run(repeats: int = 3, samples: int = SAMPLES, fan_out: bool = False) -> str:
+    """longpoll_round on fresh processes, repeats times; the report of their medians.
+
+    fan_out: also fan_out_round, repeats times, on processes of its own (100 members).
+    """
     work = Path(tempfile.mkdtemp(prefix="flasfka-bench-longpoll-"))
     rounds = fresh_rounds(work, repeats, lambda servers: longpoll_round(servers, samples))
+    if fan_out:
+        (work / "fan-out").mkdir()
+        fans = fresh_rounds(
+            work / "fan-out", repeats, lambda servers: fan_out_round(servers, samples // 3)
+        )
+        for figures, fan in zip(rounds, fans, strict=True):
+            figures.update(fan)
     return "\n" + report(rounds) + f"\n(logs: {work})"
 
 
@@ -275,8 +390,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument(
+        "--fan-out", action="store_true", help=f"also {POLLS} groups woken by each POST"
+    )
     args = parser.parse_args()
-    print(run(args.repeats, args.samples))
+    print(run(args.repeats, args.samples, args.fan_out))
 
 
 if __name__ == "__main__":
