@@ -40,7 +40,7 @@ class Record(tuple[Any, ...]):
     """One message of a topic partition, as read from Kafka.
 
     The Kafka layer builds these; nothing above it sees a librdkafka message. A Record is a
-    tuple (topic, partition, offset, key, value, metadata) so that the poll thread builds a
+    tuple (topic, partition, offset, key, value, metadata, size) so that the poll thread builds a
     fetch's records column by column at C speed (``from_columns``), and reads timestamps and
     headers (``metadata``, the fetched message) only for the records a reader asks them of:
     a GET of a thousand records otherwise spends more time building them than rendering
@@ -59,9 +59,9 @@ class Record(tuple[Any, ...]):
         value: bytes | None,
         headers: Headers | None,
     ) -> Record:
-        return tuple.__new__(
-            cls, (topic, partition, offset, key, value, Fields(timestamp, headers))
-        )
+        metadata = Fields(timestamp, headers)
+        size = len(value or b"") + len(key or b"")
+        return tuple.__new__(cls, (topic, partition, offset, key, value, metadata, size))
 
     @property
     def topic(self) -> str:
@@ -95,7 +95,7 @@ class Record(tuple[Any, ...]):
     @property
     def size(self) -> int:
         """Bytes of value and key, as counted against the read-ahead bounds."""
-        return len(self[4] or b"") + len(self[3] or b"")
+        return self[6]
 
     def fields(
         self,
@@ -123,6 +123,7 @@ PARTITION = itemgetter(1)
 OFFSET = itemgetter(2)
 KEY = itemgetter(3)
 VALUE = itemgetter(4)
+SIZE = itemgetter(6)
 
 _new_record = partial(tuple.__new__, Record)
 
@@ -134,9 +135,11 @@ def from_columns(
     keys: Iterable[bytes | None],
     values: Iterable[bytes | None],
     metadata: Iterable[Metadata],
+    sizes: Iterable[int],
 ) -> list[Record]:
     """Records from columns of equal length, without a Python call per record."""
-    return list(map(_new_record, zip(repeat(topic), partitions, offsets, keys, values, metadata)))
+    columns = zip(repeat(topic), partitions, offsets, keys, values, metadata, sizes)
+    return list(map(_new_record, columns))
 
 
 def next_offsets(records: Iterable[Record]) -> dict[int, int]:
@@ -152,10 +155,7 @@ def next_offsets(records: Iterable[Record]) -> dict[int, int]:
 
 def size_of(records: Iterable[Record]) -> int:
     """Bytes of the values and keys of records (Record.size summed, at C speed)."""
-    records = records if isinstance(records, list) else list(records)
-    return sum(map(len, filter(None, map(VALUE, records)))) + sum(
-        map(len, filter(None, map(KEY, records)))
-    )
+    return sum(map(SIZE, records))
 
 
 class Outgoing:
