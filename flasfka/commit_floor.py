@@ -14,7 +14,7 @@ from typing import Protocol
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from flasfka.records import Record
+from flasfka.records import OFFSET, PARTITION, Record
 
 
 class Committer(Protocol):
@@ -54,14 +54,14 @@ class CommitFloor:
         pending = self._pending
         delivered_end = self._delivered_end
         counts = []
-        for record in records:
-            if record.offset >= delivered_end.get(record.partition, 0):
-                delivered_end[record.partition] = record.offset + 1
-            offsets = pending.get(record.partition)
+        for partition, offset in zip(map(PARTITION, records), map(OFFSET, records), strict=True):
+            if offset >= delivered_end.get(partition, 0):
+                delivered_end[partition] = offset + 1
+            offsets = pending.get(partition)
             if offsets is None:
-                offsets = pending[record.partition] = {}
-            count = offsets.get(record.offset, 0) + 1
-            offsets[record.offset] = count
+                offsets = pending[partition] = {}
+            count = offsets.get(offset, 0) + 1
+            offsets[offset] = count
             counts.append(count)
         return counts
 
@@ -70,9 +70,11 @@ class CommitFloor:
         done: list[tuple[Record, int]] = []
         pending = self._pending
         for record in records:
-            offsets = pending.get(record.partition)
-            if offsets is not None and record.offset in offsets:
-                done.append((record, offsets.pop(record.offset)))
+            offsets = pending.get(record[1])  # partition, offset: see records.PARTITION
+            if offsets is not None:
+                count = offsets.pop(record[2], None)
+                if count is not None:
+                    done.append((record, count))
         return done
 
     def pend(self, records: list[Record], counts: dict[tuple[int, int], int]) -> None:

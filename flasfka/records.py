@@ -63,25 +63,15 @@ class Record(tuple[Any, ...]):
         size = len(value or b"") + len(key or b"")
         return tuple.__new__(cls, (topic, partition, offset, key, value, metadata, size))
 
-    @property
-    def topic(self) -> str:
-        return self[0]
-
-    @property
-    def partition(self) -> int:
-        return self[1]
-
-    @property
-    def offset(self) -> int:
-        return self[2]
-
-    @property
-    def key(self) -> bytes | None:
-        return self[3]
-
-    @property
-    def value(self) -> bytes | None:
-        return self[4]
+    # Fields as C getters: the lease ledger reads partition and offset in loops over every
+    # record it leases or acknowledges (a Python property costs several times more).
+    topic: str = property(itemgetter(0))  # type: ignore[assignment]
+    partition: int = property(itemgetter(1))  # type: ignore[assignment]
+    offset: int = property(itemgetter(2))  # type: ignore[assignment]
+    key: bytes | None = property(itemgetter(3))  # type: ignore[assignment]
+    value: bytes | None = property(itemgetter(4))  # type: ignore[assignment]
+    #: Bytes of value and key, as counted against the read-ahead bounds.
+    size: int = property(itemgetter(6))  # type: ignore[assignment]
 
     @property
     def timestamp(self) -> int | None:
@@ -91,11 +81,6 @@ class Record(tuple[Any, ...]):
     @property
     def headers(self) -> Headers | None:
         return self[5].headers()
-
-    @property
-    def size(self) -> int:
-        """Bytes of value and key, as counted against the read-ahead bounds."""
-        return self[6]
 
     def fields(
         self,
