@@ -24,6 +24,7 @@ from flasfka.kafka.budget import ReadAheadBudget
 from flasfka.kafka.commands import PollThreadCommands
 from flasfka.kafka.conversion import records_of
 from flasfka.kafka.errors import describe, domain_error
+from flasfka.kafka.waiters import Waiters
 from flasfka.reactor import ReactorLike
 from flasfka.records import PARTITION, Record, next_offsets, size_of
 
@@ -92,7 +93,7 @@ class GroupMember:
         self._started: set[int] = set()
         self._joined = False
         #: GETs waiting in _wait_until: each one's condition, and what wakes it.
-        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
+        self._waiters = Waiters(reactor)
         self._committed: dict[int, int] = {}
         self._closed: Deferred[None] = Deferred()
         self._closed.addCallback(lambda _: self._commands.close())
@@ -316,34 +317,14 @@ class GroupMember:
         self._notify()
 
     def _notify(self) -> None:
-        """Wake the waiters whose condition holds now, oldest first (all on failure or close).
+        self._waiters.notify(wake_all=self._ended())
 
-        A woken GET that takes records runs before the next condition is checked, so one
-        record wakes one of 100 GETs waiting for one, not all of them.
-        """
-        waiters, self._waiters = self._waiters, []
-        wake_all = bool(self.failure or self._stopping)
-        kept = []
-        for condition, waiter in waiters:
-            if waiter.called:  # timed out or cancelled
-                continue
-            if wake_all or condition():
-                waiter.callback(None)
-            else:
-                kept.append((condition, waiter))
-        self._waiters = kept + self._waiters  # those woken may be waiting again already
+    def _ended(self) -> bool:
+        return bool(self.failure or self._stopping)
 
     async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
         """Wait (cancellably) until condition() holds, failure or close, or timeout."""
-        deadline = self._reactor.seconds() + timeout
-        while not (condition() or self.failure or self._stopping):
-            remaining = deadline - self._reactor.seconds()
-            if remaining <= 0:
-                return
-            waiter: Deferred[None] = Deferred()
-            self._waiters.append((condition, waiter))
-            waiter.addTimeout(remaining, self._reactor, onTimeoutCancel=lambda *_: None)  # type: ignore[arg-type]
-            await waiter
+        await self._waiters.wait_until(condition, timeout, self._ended)
 
     async def wait_for(self, limit: int, timeout: float, join_timeout: float) -> None:
         """Wait until limit records are buffered, or the join and then timeout have passed."""
