@@ -96,60 +96,101 @@ def _host_port(base: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def _wake_ups(base: str, topic: str, group: str, polls: int, samples: int) -> list[float]:
-    """POST one message at a time to topic; seconds from each 204 to its GET's answer."""
-    host, port = _host_port(base)
-    path = f"/{topic}/{group}/?timeout=30&limit=1"
-    answered: dict[str, float] = {}
-    arrived = asyncio.Event()
-    failures: list[str] = []
+async def _first_message(connection: _Connection, topic: str, group: str) -> None:
+    """GET (topic, group) until a message comes: the group was joined."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, body = await connection.request("GET", f"/{topic}/{group}/?timeout=5&limit=1")
+        if status != 200:
+            raise BenchFailure(f"GET {status}: {body[:200]!r}")
+        if orjson.loads(body)["messages"]:
+            return
+    raise BenchFailure(f"{topic}/{group}: the group join took over 60 s")
 
-    async def worker(connection: _Connection) -> None:
+
+class _Arrivals:
+    """The GETs' answers, by message: when each arrived (one per group that got it)."""
+
+    def __init__(self) -> None:
+        self.answered: dict[str, list[float]] = {}
+        self.failures: list[str] = []
+        self._arrived = asyncio.Event()
+
+    async def poll(self, connection: _Connection, path: str) -> None:
+        """GET path on connection again and again, noting what each answer brought."""
         while True:
             status, body = await connection.request("GET", path)
             now = time.perf_counter()
             if status != 200:
-                failures.append(f"GET {status}: {body[:200]!r}")
-                arrived.set()
+                self.failures.append(f"GET {status}: {body[:200]!r}")
+                self._arrived.set()
                 return
             for message in orjson.loads(body)["messages"]:
-                answered[message] = now
-            arrived.set()
+                self.answered.setdefault(message, []).append(now)
+            self._arrived.set()
 
-    connections = [await _Connection.open(host, port) for _ in range(polls)]
-    poster = await _Connection.open(host, port)
-    workers = [asyncio.create_task(worker(c)) for c in connections]
-    await asyncio.sleep(1.0)  # every GET is waiting on the server
-    latencies = []
+    async def post(
+        self, poster: _Connection, topic: str, message: str, answers: int
+    ) -> list[float]:
+        """POST message to topic; seconds from its 204 to each of its first answers GETs."""
+        status, body = await poster.request(
+            "POST", f"/{topic}/", orjson.dumps({"messages": [message]})
+        )
+        posted = time.perf_counter()
+        if status != 204:
+            raise BenchFailure(f"POST {status}: {body[:200]!r}")
+        deadline = posted + ANSWER_TIMEOUT
+        while len(self.answered.get(message, ())) < answers and not self.failures:
+            self._arrived.clear()
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise BenchFailure(
+                    f"{message}: {answers} GETs did not answer in {ANSWER_TIMEOUT} s"
+                )
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                pass
+        if self.failures:
+            raise BenchFailure(self.failures[0])
+        return sorted(t - posted for t in self.answered.pop(message))
+
+
+async def _measure(
+    poster: _Connection,
+    connections: list[_Connection],
+    pollers: list[asyncio.Task[None]],
+    arrivals: _Arrivals,
+    topic: str,
+    answers: int,
+    samples: int,
+    settle: float,
+) -> list[float]:
+    """One POST at a time (random 5-25 ms apart) once the pollers have settled; the seconds
+    to each of its answers, in order; closes everything."""
+    await asyncio.sleep(settle)  # every GET is waiting on the server
+    latencies: list[float] = []
     try:
         for i in range(samples):
             await asyncio.sleep(random.uniform(0.005, 0.025))
-            message = f"lp-{i}"
-            status, body = await poster.request(
-                "POST", f"/{topic}/", orjson.dumps({"messages": [message]})
-            )
-            posted = time.perf_counter()
-            if status != 204:
-                raise BenchFailure(f"POST {status}: {body[:200]!r}")
-            deadline = posted + ANSWER_TIMEOUT
-            while message not in answered and not failures:
-                arrived.clear()
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    raise BenchFailure(f"{message}: no GET answered within {ANSWER_TIMEOUT} s")
-                try:
-                    await asyncio.wait_for(arrived.wait(), remaining)
-                except TimeoutError:
-                    pass
-            if failures:
-                raise BenchFailure(failures[0])
-            latencies.append(answered.pop(message) - posted)
+            latencies.extend(await arrivals.post(poster, topic, f"lp-{i}", answers))
     finally:
-        for task in workers:
+        for task in pollers:
             task.cancel()
         for c in [*connections, poster]:
             c.close()
     return latencies
+
+
+async def _wake_ups(base: str, topic: str, group: str, polls: int, samples: int) -> list[float]:
+    """POST one message at a time to topic; seconds from each 204 to its GET's answer."""
+    host, port = _host_port(base)
+    path = f"/{topic}/{group}/?timeout=30&limit=1"
+    arrivals = _Arrivals()
+    connections = [await _Connection.open(host, port) for _ in range(polls)]
+    poster = await _Connection.open(host, port)
+    pollers = [asyncio.create_task(arrivals.poll(c, path)) for c in connections]
+    return await _measure(poster, connections, pollers, arrivals, topic, 1, samples, 1.0)
 
 
 async def _immediate(base: str, polls: int, samples: int) -> list[float]:
@@ -181,69 +222,21 @@ async def _fan_out(base: str, topic: str, groups: int, samples: int) -> list[flo
     slowest GET of that POST only after sorting; see fan_out_round).
     """
     host, port = _host_port(base)
-    answered: dict[str, list[float]] = {}
-    arrived = asyncio.Event()
-    failures: list[str] = []
-
-    async def worker(connection: _Connection, group: str) -> None:
-        path = f"/{topic}/{group}/?timeout=30&limit=1"
-        while True:
-            status, body = await connection.request("GET", path)
-            now = time.perf_counter()
-            if status != 200:
-                failures.append(f"GET {status}: {body[:200]!r}")
-                arrived.set()
-                return
-            for message in orjson.loads(body)["messages"]:
-                answered.setdefault(message, []).append(now)
-            arrived.set()
+    arrivals = _Arrivals()
 
     async def joined(group: str) -> _Connection:
         connection = await _Connection.open(host, port)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status, body = await connection.request("GET", f"/{topic}/{group}/?timeout=5&limit=1")
-            if status != 200:
-                raise BenchFailure(f"GET {status}: {body[:200]!r}")
-            if orjson.loads(body)["messages"]:
-                return connection
-        raise BenchFailure(f"{topic}/{group}: the group join took over 60 s")
+        await _first_message(connection, topic, group)
+        return connection
 
     names = [f"fan-{i}" for i in range(groups)]
-    connections = await asyncio.gather(*[joined(name) for name in names])
+    connections = list(await asyncio.gather(*[joined(name) for name in names]))
     poster = await _Connection.open(host, port)
-    workers = [asyncio.create_task(worker(c, n)) for c, n in zip(connections, names, strict=True)]
-    await asyncio.sleep(2.0)
-    latencies: list[float] = []
-    try:
-        for i in range(samples):
-            await asyncio.sleep(random.uniform(0.005, 0.025))
-            message = f"fan-{i}"
-            status, body = await poster.request(
-                "POST", f"/{topic}/", orjson.dumps({"messages": [message]})
-            )
-            posted = time.perf_counter()
-            if status != 204:
-                raise BenchFailure(f"POST {status}: {body[:200]!r}")
-            deadline = posted + ANSWER_TIMEOUT
-            while len(answered.get(message, ())) < groups and not failures:
-                arrived.clear()
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    raise BenchFailure(f"{message}: not every group answered in {ANSWER_TIMEOUT} s")
-                try:
-                    await asyncio.wait_for(arrived.wait(), remaining)
-                except TimeoutError:
-                    pass
-            if failures:
-                raise BenchFailure(failures[0])
-            latencies.extend(sorted(t - posted for t in answered.pop(message)))
-    finally:
-        for task in workers:
-            task.cancel()
-        for c in [*connections, poster]:
-            c.close()
-    return latencies
+    pollers = [
+        asyncio.create_task(arrivals.poll(c, f"/{topic}/{n}/?timeout=30&limit=1"))
+        for c, n in zip(connections, names, strict=True)
+    ]
+    return await _measure(poster, connections, pollers, arrivals, topic, groups, samples, 2.0)
 
 
 def _client_main(argv: list[str]) -> None:
@@ -291,14 +284,7 @@ def _joined(servers: Servers, topic: str, group: str) -> None:
             status, body = await c.request("POST", f"/{topic}/", b'{"messages": ["first"]}')
             if status != 204:
                 raise BenchFailure(f"POST {status}: {body[:200]!r}")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                status, body = await c.request("GET", f"/{topic}/{group}/?timeout=5&limit=1")
-                if status != 200:
-                    raise BenchFailure(f"GET {status}: {body[:200]!r}")
-                if orjson.loads(body)["messages"]:
-                    return
-            raise BenchFailure(f"{topic}: the group join took over 60 s")
+            await _first_message(c, topic, group)
         finally:
             c.close()
 
