@@ -106,7 +106,6 @@ class Record(tuple[Any, ...]):
 #: Column getters, for loops over many records (C calls rather than property lookups).
 PARTITION = itemgetter(1)
 OFFSET = itemgetter(2)
-KEY = itemgetter(3)
 VALUE = itemgetter(4)
 SIZE = itemgetter(6)
 
@@ -127,9 +126,8 @@ def from_columns(
     return list(map(_new_record, columns))
 
 
-def next_offsets(records: Iterable[Record]) -> dict[int, int]:
+def next_offsets(records: list[Record]) -> dict[int, int]:
     """Partition -> the offset just past its last record in records (what a commit sends)."""
-    records = records if isinstance(records, list) else list(records)
     last: dict[int, int] = {}
     get = last.get
     for partition, offset in zip(map(PARTITION, records), map(OFFSET, records), strict=True):

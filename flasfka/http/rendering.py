@@ -90,8 +90,11 @@ def raw_error(status: int, reason: str, message: str) -> bytes:
 def render_values(records: list[Record]) -> list[Any]:
     """Record values for JSON: UTF-8 text as a string, other bytes as {"base64": ...}, null."""
     texts = render_texts(records)
-    if texts is not None:
-        return texts
+    return texts if texts is not None else render_each(records)
+
+
+def render_each(records: list[Record]) -> list[Any]:
+    """Record values for JSON one by one (some are not UTF-8, or null)."""
     return [render_bytes(record.value) for record in records]
 
 

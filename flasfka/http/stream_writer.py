@@ -33,7 +33,13 @@ from zope.interface import implementer
 from flasfka.consumers import GroupReader
 from flasfka.cursors import CursorRef
 from flasfka.errors import FlasfkaError
-from flasfka.http.rendering import render_records, render_texts, render_values, status_of
+from flasfka.http.rendering import (
+    render_each,
+    render_records,
+    render_texts,
+    render_values,
+    status_of,
+)
 from flasfka.leases import Lease
 from flasfka.reactor import ReactorLike
 from flasfka.records import Record
@@ -323,7 +329,7 @@ class Stream:
         texts = render_texts(records)
         if texts is not None:
             return self._framing.frame_texts(texts)
-        return self._framing.frame(render_values(records))
+        return self._framing.frame(render_each(records))
 
     def _write(self, data: bytes) -> None:
         if not self.gone:

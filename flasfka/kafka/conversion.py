@@ -40,13 +40,10 @@ def _converted(topic: str, messages: list[Message]) -> tuple[list[Record], int]:
     """
     keys = list(map(Message.key, messages))
     values = list(map(Message.value, messages))
-    sizes: list[int]
-    try:  # no key, no null value: the common case, at C speed
-        if any(keys):
-            raise TypeError
-        sizes = list(map(len, values))  # type: ignore[arg-type]  # TypeError if one is None
-    except TypeError:
+    if any(keys) or None in values:
         sizes = [len(v or b"") + len(k or b"") for k, v in zip(keys, values, strict=True)]
+    else:  # no key, no null value: the common case, at C speed
+        sizes = list(map(len, values))  # type: ignore[arg-type]  # no None, checked above
     records = from_columns(
         topic,
         map(Message.partition, messages),  # type: ignore[arg-type]  # set when fetched
