@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := setup.py $(wildcard flasfka/*.py flasfka/*/*.py twisted/plugins/*.py)
 PYTEST_ARGS ?=
+# Test files run in parallel, each file on one worker (the session broker and server are per
+# worker; most of a test's time is waiting on group joins, so three workers fit two cores).
+TEST_WORKERS ?= 3
 
 .PHONY: run test lint bench clean
 
@@ -20,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/flasfka-serve --embedded-broker
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # python -m bench: flasfka against a bare Klein app and direct confluent-kafka (~3.5 min),
 # then python -m bench --workers: 1 against 2 worker processes (~5 min).

