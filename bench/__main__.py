@@ -27,7 +27,7 @@ CONNECTIONS = 16
 #: A ~100-byte message; the GET script counts values that start with "bench-".
 MESSAGE = "bench-" + "x" * 94
 #: Messages put in the topic the GET benchmark reads.
-PREFILL = 4_000_000
+PREFILL = 6_000_000
 #: Messages the direct producer sends for the Kafka ceiling.
 DIRECT_PRODUCE = 500_000
 #: Messages the direct consumer reads for the Kafka ceiling.

@@ -18,7 +18,7 @@ from bench.wrk import BenchFailure, WrkResult, run_wrk
 
 CONNECTIONS = 16
 #: Messages put in each topic the GETs read (both runs read the same amount at most).
-PREFILL = 2_000_000
+PREFILL = 5_000_000
 
 
 def _first_message(url: str) -> None:
