@@ -35,22 +35,23 @@ class HotPath:
     """Serves the hot rows of the route table; says no to anything else."""
 
     def __init__(self, handlers: dict[str, object]) -> None:
-        #: (method, segments) -> handler, from the route table.
-        self._routes: dict[tuple[bytes, int], HotHandler] = {}
+        #: (method, segments, last segment) -> handler, from the route table; the last
+        #: segment is empty for a topic path (it ends in '/'), else the route's own name.
+        self._routes: dict[tuple[bytes, int, bytes], HotHandler] = {}
         for route in ROUTES:
             if route.hot:
                 owner, name = route.handler.split(".")
                 handler = getattr(handlers[owner], name)
-                self._routes[(route.method.encode(), route.segments)] = handler
+                last = route.template.rsplit("/", 1)[1].encode()
+                self._routes[(route.method.encode(), route.segments, last)] = handler
 
     def serve(self, request: Request) -> bool:
         """Answer request if it is on a hot route with plain segments; else return False."""
         postpath = request.postpath  # path segments, already percent-decoded by Twisted
         assert postpath is not None  # set by Site.getResourceFor
-        handler = self._routes.get((request.method, len(postpath)))
+        handler = self._routes.get((request.method, len(postpath), postpath[-1]))
         if (
             handler is None
-            or postpath[-1]
             or not _TOPIC.fullmatch(postpath[0])
             or (len(postpath) == 3 and not _NAME.fullmatch(postpath[1]))
         ):

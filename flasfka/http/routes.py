@@ -278,6 +278,7 @@ ROUTES: tuple[Route, ...] = (
             502: Answer("The broker refused the commit", ERROR),
             503: Answer("The broker is unreachable or slow", ERROR, headers=("Retry-After",)),
         },
+        hot=True,  # one ack per leased GET: half of an at-least-once reader's requests
         operation="consume",
     ),
 )

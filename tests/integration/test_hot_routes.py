@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 
 import pytest_twisted
 import treq
@@ -11,6 +12,7 @@ from twisted.internet import threads
 from flasfka.http.resource import klein_app
 from flasfka.http.site import make_site
 from flasfka.metrics import GatewayMetrics
+from tests.support.ops import metrics, sample
 from tests.support.servers import unique
 
 
@@ -46,6 +48,9 @@ async def test_fast_path_and_klein_give_the_same_answers(server):
             ("POST", f"/{topic}/key-1/", b'{"messages": ["k"]}'),
             ("POST", f"/{topic}/key-1/", b'{"messages": "k"}'),
             ("GET", f"/{topic}/{unique('g')}/?limit=0", None),
+            ("POST", f"/{topic}/{unique('g')}/ack", b'{"cursor": "forged"}'),
+            ("POST", f"/{topic}/{unique('g')}/ack", b"not json"),
+            ("POST", f"/{topic}/{unique('g')}/ack", b'{"cursor": 1, "release": "no"}'),
         ]
         for method, path, body in cases:
             hot = await answer(server.url, method, path, body)
@@ -68,6 +73,29 @@ def raw_get(url: str, path: str) -> tuple[int, bytes, dict[str, str]]:
         return response.status, response.read(), dict(response.getheaders())
     finally:
         connection.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_ack_through_the_fast_path_acknowledges(server):
+    topic, group = unique(), unique("g")
+    code, _, _ = await answer(server.url, "POST", f"/{topic}/", b'{"messages": ["a", "b"]}')
+    assert code == 204
+    body: dict = {"messages": []}
+    for _ in range(60):  # the group's join
+        code, content, _ = await answer(server.url, "GET", f"/{topic}/{group}/?ack=explicit")
+        body = json.loads(content)
+        if body["messages"]:
+            break
+    assert sorted(body["messages"]) == ["a", "b"]
+    ack = json.dumps({"cursor": body["cursor"]}).encode()
+    code, content, headers = await answer(server.url, "POST", f"/{topic}/{group}/ack", ack)
+    assert (code, content) == (204, b"")
+    assert headers.getRawHeaders("X-Flasfka-Version")
+    samples = await metrics(server.url)
+    route = {"route": "/{topic}/{group}/ack", "method": "POST", "status": "204"}
+    assert sample(samples, "flasfka_http_requests_total", **route) >= 1
+    code, content, _ = await answer(server.url, "POST", f"/{topic}/{group}/ack", ack)
+    assert code == 204  # acking twice is fine
 
 
 @pytest_twisted.ensureDeferred
