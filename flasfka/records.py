@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import partial
-from itertools import repeat
+from itertools import groupby, repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -127,12 +127,15 @@ def from_columns(
 
 
 def next_offsets(records: list[Record]) -> dict[int, int]:
-    """Partition -> the offset just past its last record in records (what a commit sends)."""
+    """Partition -> the offset just past its last record in records (what a commit sends).
+
+    Records come in runs of one partition (a fetch hands them over so): one max() per run.
+    """
     last: dict[int, int] = {}
-    get = last.get
-    for partition, offset in zip(map(PARTITION, records), map(OFFSET, records), strict=True):
-        if offset >= get(partition, -1):
-            last[partition] = offset
+    for partition, run in groupby(records, PARTITION):
+        highest = max(map(OFFSET, run))
+        if highest >= last.get(partition, -1):
+            last[partition] = highest
     return {partition: offset + 1 for partition, offset in last.items()}
 
 
