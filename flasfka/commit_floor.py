@@ -85,10 +85,10 @@ class CommitFloor:
         done: list[tuple[Record, int]] = []
         pending = self._pending
         for partition, group in groupby(records, PARTITION):
-            run = list(group)
             offsets = pending.get(partition)
             if offsets is None:
                 continue
+            run = list(group)
             counts = list(map(offsets.pop, map(OFFSET, run), repeat(None)))
             if None in counts:  # some were acknowledged before
                 done.extend((r, c) for r, c in zip(run, counts, strict=True) if c is not None)

@@ -174,7 +174,7 @@ async def test_two_streams_on_one_group_split_the_messages_with_none_twice(make_
 async def test_shutdown_ends_open_streams_and_what_they_wrote_is_committed(make_server, broker):
     topic, group = unique(), unique("g")
     server = await make_server()
-    # More than 20 readers take in the moment a shutdown takes (streams take 20,000 at once).
+    # More than 20 streams read before the shutdown lands (each takes up to 20,000 at once).
     first = [f"a{i}" for i in range(100_000)]
     await post_messages(server.url, f"/{topic}/", first[:1])  # creates the topic
     await produce_direct(broker.address, topic, [(None, m.encode()) for m in first[1:]])
