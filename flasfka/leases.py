@@ -33,12 +33,13 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from flasfka.batches import Batch, Chunk, RecordChunk
 from flasfka.commit_floor import CommitFloor
 from flasfka.cursors import CursorRef
 from flasfka.errors import Conflict, Unavailable
 from flasfka.lease_history import LeaseHistory, why_not_held
 from flasfka.reactor import ReactorLike
-from flasfka.records import Record, next_offsets
+from flasfka.records import Record
 
 log = Logger(namespace="flasfka.leases")
 
@@ -58,6 +59,7 @@ class LeaseMember(Protocol):
     @property
     def assignment(self) -> frozenset[int]: ...
     def take(self, limit: int) -> list[Record]: ...
+    def take_batch(self, limit: int) -> Batch: ...
     def put_back(self, records: list[Record]) -> None: ...
     def commit_offsets(self, ends: dict[int, int]) -> Deferred[None]: ...
 
@@ -107,11 +109,14 @@ class _AtMostOnceView:
     def take(self, limit: int) -> list[Record]:
         return self._leases._take(limit)
 
+    def take_batch(self, limit: int) -> Batch:
+        return self._leases._take_batch(limit)
+
     def put_back(self, records: list[Record]) -> None:
         self._leases._put_back(records)
 
-    def commit(self, records: list[Record]) -> Deferred[None]:
-        return self._leases._commit_delivered(records)
+    def commit(self, batch: Batch) -> Deferred[None]:
+        return self._leases._commit_delivered(batch)
 
 
 class Leases:
@@ -180,6 +185,18 @@ class Leases:
                 taken.extend(self._member.take(limit - len(taken)))
             return taken
         return self._member.take(limit)
+
+    def _take_batch(self, limit: int) -> Batch:
+        """The same, as buffered: returned records as one chunk, then the member's chunks."""
+        returned = self._returned
+        if not returned:
+            return self._member.take_batch(limit)
+        taken = returned[:limit]
+        del returned[:limit]
+        chunks: list[Chunk] = [RecordChunk(taken)]
+        if len(taken) < limit:
+            chunks.extend(self._member.take_batch(limit - len(taken)).chunks)
+        return Batch(chunks)
 
     def _put_back(self, records: list[Record]) -> None:
         """Records taken and not delivered: pending ones to the returned queue, others back."""
@@ -378,12 +395,13 @@ class Leases:
         """Commit every partition up to its first pending record; fires once committed."""
         return self._floor.commit()
 
-    def _commit_delivered(self, records: list[Record]) -> Deferred[None]:
+    def _commit_delivered(self, batch: Batch) -> Deferred[None]:
         """Commit records an at-most-once GET takes: they count as acknowledged."""
-        ends = next_offsets(records)
+        ends = batch.ends()
         floor = self._floor
         if not self._leases and not floor.any_pending():  # no lease here: the seed's commit
             return self._member.commit_offsets(ends).addCallback(lambda _: floor.advance(ends))
+        records = batch.records()
         saved = floor.acknowledge(records)
         floor.advance(ends)
 

@@ -30,6 +30,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from flasfka.batches import Batch, Chunk
 from flasfka.consumers import GroupReader
 from flasfka.cursors import CursorRef
 from flasfka.errors import FlasfkaError
@@ -42,7 +43,6 @@ from flasfka.http.rendering import (
 )
 from flasfka.leases import Lease
 from flasfka.reactor import ReactorLike
-from flasfka.records import VALUE, Record
 
 log = Logger(namespace="flasfka.http.streaming")
 
@@ -311,21 +311,23 @@ class Stream:
                     self._write(_leased_events(taken, cursors, self._records_format))
                     last_write = self._clock.seconds()
                     self.sent += len(taken)
-                    self._on_written([t.records[0] for t in taken])
+                    self._on_written(len(taken))
                     if self._limit is not None and self.sent >= self._limit:
                         break
                     continue
                 # Not cancelled by _wait: a batch whose commit is under way is finished.
-                records = await self._reader.at_most_once.consume(want)
-                if not records:
+                batch = await self._reader.at_most_once.consume_batch(want)
+                if not batch:
                     continue
                 if self.gone:
-                    member.put_back(records)  # committed, not delivered: the next GET gets them
+                    # Committed, not delivered: the next GET gets them.
+                    member.put_back(batch.records())
                     break
-                self._write(self._frame(records))
+                for frames in self._frames(batch):
+                    self._write(frames)
                 last_write = self._clock.seconds()
-                self.sent += len(records)
-                self._on_written(records)
+                self.sent += len(batch)
+                self._on_written(len(batch))
                 if self._limit is not None and self.sent >= self._limit:
                     break
         except FlasfkaError as e:
@@ -343,12 +345,18 @@ class Stream:
             member.last_used = self._clock.seconds()
             self._request.unregisterProducer()
 
-    def _frame(self, records: list[Record]) -> bytes:
+    def _frames(self, batch: Batch) -> list[bytes]:
+        """The batch's messages, framed a chunk at a time: a few hundred kilobytes each
+        rather than one buffer of megabytes, which costs more to allocate than to fill."""
         if self._records_format:
-            return self._framing.frame(render_records(records))
-        framed = self._framing.frame_verbatim(list(map(VALUE, records)))
+            return [self._framing.frame(render_records(batch.records()))]
+        return [self._frame(chunk) for chunk in batch.chunks]
+
+    def _frame(self, chunk: Chunk) -> bytes:
+        framed = self._framing.frame_verbatim(chunk.values())
         if framed is not None:
             return framed
+        records = chunk.records()
         texts = render_texts(records)
         if texts is not None:
             return self._framing.frame_texts(texts)

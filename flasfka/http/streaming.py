@@ -29,7 +29,6 @@ from flasfka.http.access_log import log_access
 from flasfka.http.auth import may_create
 from flasfka.http.stream_writer import NDJSON, SSE, Leasing, Stream, stream_kind
 from flasfka.reactor import ReactorLike
-from flasfka.records import Record
 
 __all__ = ["NDJSON", "SSE", "Streams", "StreamsService", "stream_kind"]
 
@@ -119,8 +118,8 @@ class Streams:
         if counter is None:
             counter = self._streamed_by_topic[topic] = self._streamed.labels(topic)
 
-        def written(records: list[Record]) -> None:
-            counter.inc(len(records))
+        def written(count: int) -> None:
+            counter.inc(count)
 
         stream = Stream(
             request,

@@ -18,15 +18,16 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 
+from flasfka.batches import Batch, Chunk
 from flasfka.errors import Unavailable
 from flasfka.kafka.budget import ReadAheadBudget
 from flasfka.kafka.commands import PollThreadCommands
-from flasfka.kafka.conversion import records_of
+from flasfka.kafka.conversion import fetched_of
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.kafka.read_ahead import ReadAhead
 from flasfka.kafka.waiters import Waiters
 from flasfka.reactor import ReactorLike
-from flasfka.records import PARTITION, Record, next_offsets, size_of
+from flasfka.records import Record, size_of
 
 log = Logger(namespace="flasfka.kafka.consumer")
 
@@ -128,7 +129,7 @@ class GroupMember:
 
     def _end(self) -> None:
         """The thread is gone: give back the read-ahead share (reactor thread)."""
-        self._drop(self._buffer.clear())
+        self._drop_batch(self._buffer.clear())
         if self.on_revoke is not None:
             self.on_revoke(set(self._assigned))
         self._share.leave()
@@ -205,7 +206,7 @@ class GroupMember:
                     paused = pause
                 if (paused or not full) and self._consume_once(consumer, call):
                     continue
-                self._commands.wait(_ACTIVE_WAIT if self._waiters else _IDLE_WAIT)
+                self._commands.wait(_ACTIVE_WAIT if self._waiters or self.waiting else _IDLE_WAIT)
         except Exception as e:  # a fatal librdkafka error: report it, leave the group
             call(self._fail, f"consumer failed: {describe(e)}")
         finally:
@@ -232,14 +233,15 @@ class GroupMember:
         if not messages:
             self._share.use(-granted)
             return False
-        records, ends, size, errors = records_of(self.topic, messages)
-        if records:
-            average = max(1, size // len(records))
+        fetched, ends, errors = fetched_of(self.topic, messages)
+        size = fetched.size
+        if fetched:
+            average = max(1, size // len(fetched))
             self._record_size = average if record_size is None else (record_size + average) // 2
         for error in errors:
             call(log.warn, "consumer {group}/{topic}: {error}", **self._ids(), error=error)
-        self._hold(len(records), size - granted)  # the reservation becomes the real size
-        call(self._received, records, ends)
+        self._hold(len(fetched), size - granted)  # the reservation becomes the real size
+        call(self._received, fetched, ends)
         return True
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -271,11 +273,17 @@ class GroupMember:
 
     def _drop(self, records: list[Record]) -> None:
         """Stop counting records that were taken or dropped (reactor thread)."""
-        if not records:
-            return
-        size = size_of(records)
+        if records:
+            self._uncount(len(records), size_of(records))
+
+    def _drop_batch(self, batch: Batch) -> None:
+        """The same for records taken or dropped as they were buffered."""
+        if batch:
+            self._uncount(len(batch), batch.size)
+
+    def _uncount(self, count: int, size: int) -> None:
         with self._held_lock:
-            self._held_messages -= len(records)
+            self._held_messages -= count
         self._share.use(-size)
 
     # --- reactor thread --------------------------------------------------------------------
@@ -301,13 +309,13 @@ class GroupMember:
         if self.on_revoke is not None:
             self.on_revoke(gone)
 
-    def _received(self, records: list[Record], ends: list[int]) -> None:
+    def _received(self, fetched: Chunk, ends: list[int]) -> None:
         if self._closed.called:  # handed over after the member ended
-            self._drop(records)
+            self._drop_batch(Batch([fetched]))
             return
-        self._buffer.append(records)
+        self._buffer.append(fetched)
         if not self._assigned <= self._started:
-            self._started.update(set(map(PARTITION, records)))
+            self._started.update(fetched.partitions())
             self._started.update(ends)
         self._notify()
 
@@ -342,11 +350,15 @@ class GroupMember:
 
     def take(self, limit: int) -> list[Record]:
         """Remove and return up to limit buffered records, oldest first per partition."""
+        return self.take_batch(limit).records()
+
+    def take_batch(self, limit: int) -> Batch:
+        """The same as they were buffered: for a reader that needs no Record each."""
         if not self._buffer:
-            return []
+            return Batch([])
         was_full = self.full
-        taken = self._buffer.take(limit)
-        self._drop(taken)
+        taken = self._buffer.take_batch(limit)
+        self._drop_batch(taken)
         if was_full:  # the thread stopped fetching; there is room now: fetch again at once
             self._commands.wake()
         return taken
@@ -356,12 +368,6 @@ class GroupMember:
         kept = [record for record in records if record.partition in self._assigned]
         self._buffer.prepend(kept)
         self._hold(len(kept), size_of(kept))
-
-    def commit(self, records: list[Record]) -> Deferred[None]:
-        """Commit the offsets just past records, synchronously with the broker."""
-        if not records:
-            return succeed(None)
-        return self.commit_offsets(next_offsets(records))
 
     def commit_offsets(self, ends: dict[int, int]) -> Deferred[None]:
         """Commit partition -> next offset to read, synchronously with the broker."""

@@ -1,8 +1,10 @@
-"""A member's read-ahead: the records fetched and not yet taken, kept as the fetched batches.
+"""A member's read-ahead: the records fetched and not yet taken, kept as the fetched chunks.
 
 A GET or a stream takes hundreds to thousands of records at once, and the poll thread hands
 them over a consume() batch at a time; keeping those batches and slicing them makes a take a
-few C-level list operations per batch instead of a Python step per record.
+few C-level list operations per batch instead of a Python step per record. The chunks stay
+as fetched (flasfka.batches): a stream takes them as they are, a GET has Records built for
+what it takes.
 """
 
 from __future__ import annotations
@@ -10,68 +12,67 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from flasfka.batches import Batch, Chunk, RecordChunk
 from flasfka.records import Record
 
 
 class ReadAhead:
-    """Records in the order they are to be taken: whole lists, the first one partly taken."""
+    """Records in the order they are to be taken, as chunks."""
 
-    __slots__ = ("_chunks", "_count", "_start")
+    __slots__ = ("_chunks", "_count")
 
     def __init__(self) -> None:
-        self._chunks: deque[list[Record]] = deque()
-        #: How many records of the first list were already taken.
-        self._start = 0
+        self._chunks: deque[Chunk] = deque()
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[Record]:
-        for index, chunk in enumerate(self._chunks):
-            yield from (chunk[self._start :] if index == 0 else chunk)
+        for chunk in self._chunks:
+            yield from chunk.records()
 
-    def append(self, records: list[Record]) -> None:
-        """Add records (a list the caller no longer changes) after the rest."""
-        if records:
-            self._chunks.append(records)
-            self._count += len(records)
+    def append(self, chunk: Chunk | list[Record]) -> None:
+        """Add records (a chunk, or a list the caller no longer changes) after the rest."""
+        if isinstance(chunk, list):
+            chunk = RecordChunk(chunk)
+        if len(chunk):
+            self._chunks.append(chunk)
+            self._count += len(chunk)
 
     def prepend(self, records: list[Record]) -> None:
         """Put records back ahead of the rest, in their order."""
-        if not records:
-            return
-        if self._start:
-            self._chunks[0] = self._chunks[0][self._start :]
-            self._start = 0
-        self._chunks.appendleft(list(records))
-        self._count += len(records)
+        if records:
+            self._chunks.appendleft(RecordChunk(list(records)))
+            self._count += len(records)
+
+    def take_batch(self, limit: int) -> Batch:
+        """Remove and return the first limit records (fewer if fewer are here), as chunks."""
+        chunks = self._chunks
+        taken: list[Chunk] = []
+        count = 0
+        while chunks and count < limit:
+            chunk = chunks[0]
+            want = limit - count
+            if len(chunk) <= want:  # the common case: a whole batch, no copy
+                taken.append(chunks.popleft())
+                count += len(chunk)
+            else:
+                taken.append(chunk.head(want))
+                chunks[0] = chunk.tail(want)
+                count += want
+        self._count -= count
+        return Batch(taken)
 
     def take(self, limit: int) -> list[Record]:
         """Remove and return the first limit records (fewer if fewer are here)."""
-        chunks = self._chunks
-        taken: list[Record] = []
-        while chunks and len(taken) < limit:
-            chunk = chunks[0]
-            start = self._start
-            end = start + limit - len(taken)
-            if not start and end >= len(chunk) and not taken:
-                taken = chunks.popleft()  # the common case: a whole batch, no copy
-                continue
-            taken.extend(chunk[start:end])
-            if end >= len(chunk):
-                chunks.popleft()
-                self._start = 0
-            else:
-                self._start = end
-        self._count -= len(taken)
-        return taken
+        return self.take_batch(limit).records()
 
-    def clear(self) -> list[Record]:
+    def clear(self) -> Batch:
         """Remove every record; return them."""
-        everything = list(self)
+        everything = Batch(list(self._chunks))
         self._chunks.clear()
-        self._start = self._count = 0
+        self._count = 0
         return everything
 
     def remove_if(self, condition: Callable[[Record], bool]) -> list[Record]:
@@ -81,7 +82,6 @@ class ReadAhead:
         for record in self:
             (removed if condition(record) else kept).append(record)
         self._chunks.clear()
-        self._start = 0
         self._count = 0
         self.append(kept)
         return removed

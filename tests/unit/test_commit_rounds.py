@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
+from flasfka.batches import Batch, RecordChunk
 from flasfka.delivery import CommitRounds
 from flasfka.errors import Unavailable
 from flasfka.kafka import GroupMember
@@ -18,12 +19,14 @@ class RecordingConsumer(GroupMember):
         super().__init__(Clock(), {}, "t", "g", buffer_messages=100, buffer_bytes=10**6)
         self.commits: list[tuple[list[Record], Deferred[None]]] = []
         self._assigned = {0}
-        self._received([Record("t", 0, i, None, None, b"v", None) for i in range(count)], [])
+        self._received(
+            RecordChunk([Record("t", 0, i, None, None, b"v", None) for i in range(count)]), []
+        )
         self.consume = CommitRounds(self).consume
 
-    def commit(self, records):  # type: ignore[override]
+    def commit(self, batch: Batch) -> Deferred[None]:
         d: Deferred[None] = Deferred()
-        self.commits.append((records, d))
+        self.commits.append((batch.records(), d))
         return d
 
 
@@ -77,12 +80,12 @@ def test_taking_from_a_full_buffer_wakes_the_poll_thread_to_fetch_again():
     member._commands.wake = lambda: wakes.append(None)  # type: ignore[method-assign]
     records = [Record("t", 0, i, None, None, b"v", None) for i in range(3)]
     member._hold(2, 2)  # handed over on the poll thread (two of the three)
-    member._received(records[:2], [])
+    member._received(RecordChunk(records[:2]), [])
     assert not member.full
     member.take(1)
     assert wakes == []  # it was not waiting for room
     member._hold(2, 2)
-    member._received(records[2:] + records[:1], [])
+    member._received(RecordChunk(records[2:] + records[:1]), [])
     assert member.full  # the poll thread stops fetching here
     member.take(1)
     assert wakes == [None] and not member.full

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
+from flasfka.batches import RecordChunk
 from flasfka.errors import Unavailable
 from flasfka.kafka import GroupMember
 from flasfka.records import Record
@@ -14,7 +15,7 @@ def joined_member() -> tuple[GroupMember, Clock]:
     clock = Clock()
     member = GroupMember(clock, {}, "t", "g", buffer_messages=100, buffer_bytes=10**6)
     member._assign([0])
-    member._received([], [0])  # partition 0 is at its end: caught up
+    member._received(RecordChunk([]), [0])  # partition 0 is at its end: caught up
     return member, clock
 
 
@@ -37,13 +38,13 @@ def test_one_record_wakes_one_of_the_waiting_gets_the_oldest():
     taken: list[list[Record]] = []
     polls = [long_poll(member, taken) for _ in range(3)]
     timers = set(clock.getDelayedCalls())
-    member._received([record(0)], [])
+    member._received(RecordChunk([record(0)]), [])
     assert [poll.called for poll in polls] == [True, False, False]
     # The other two were not woken: still waiting on their first timer, not on new ones.
     assert len(clock.getDelayedCalls()) == 2 and set(clock.getDelayedCalls()) < timers
     assert [[r.offset for r in t] for t in taken] == [[0]]
     assert member.waiting == 2
-    member._received([record(1), record(2)], [])
+    member._received(RecordChunk([record(1), record(2)]), [])
     assert all(poll.called for poll in polls)
     assert [[r.offset for r in t] for t in taken] == [[0], [1], [2]]
 
@@ -52,7 +53,7 @@ def test_the_gets_not_woken_still_end_at_their_timeout():
     member, clock = joined_member()
     taken: list[list[Record]] = []
     polls = [long_poll(member, taken) for _ in range(2)]
-    member._received([record(0)], [])
+    member._received(RecordChunk([record(0)]), [])
     clock.advance(29.9)
     assert not polls[1].called
     clock.advance(0.1)
@@ -65,7 +66,7 @@ def test_a_cancelled_get_is_passed_over_for_the_next():
     polls = [long_poll(member, taken) for _ in range(2)]
     polls[0].cancel()
     polls[0].addErrback(lambda _: None)
-    member._received([record(0)], [])
+    member._received(RecordChunk([record(0)]), [])
     assert polls[1].called and [[r.offset for r in t] for t in taken] == [[0]]
 
 

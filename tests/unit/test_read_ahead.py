@@ -48,7 +48,7 @@ def test_read_ahead_behaves_as_a_list(steps):
             model = [r for r in model if r.offset % 2 == 0]
         assert len(buffer) == len(model)
         assert list(buffer) == model
-    assert buffer.clear() == model
+    assert buffer.clear().records() == model
     assert len(buffer) == 0 and buffer.take(5) == []
 
 
