@@ -54,10 +54,6 @@ BATCH = 1000
 #: Most an at-most-once stream takes and commits at once: all that is buffered, up to this.
 #: One commit round trip per batch sets a stream's pace, so batches grow with the backlog.
 COMMIT_BATCH = 20000
-#: How many buffered messages an at-most-once stream with a backlog waits for (at most
-#: GATHER_WAIT seconds) before it takes a batch.
-GATHER = 10000
-GATHER_WAIT = 0.005
 #: The EventSource reconnection delay a stream announces (ms).
 RETRY_MS = 2000
 #: How long a leased stream whose group holds CONSUMER_MAX_LEASED waits before trying again.
@@ -269,7 +265,6 @@ class Stream:
         member.waiting += 1  # a member with an open stream is never idle
         stream_tag = leases.new_stream() if leasing is not None else 0
         last_write = self._clock.seconds()
-        last_batch = 0
         try:
             while not self._ending:
                 if self._paused:
@@ -302,12 +297,6 @@ class Stream:
                             self._write(b":\n\n")
                         last_write = self._clock.seconds()
                     continue
-                if leasing is None and last_batch >= BATCH and member.buffered < GATHER:
-                    # A backlog: let the poll thread fetch a fuller batch first (a commit round
-                    # trip per batch is a stream's pace); a live tail is written at once.
-                    gather = member.wait_for(GATHER, GATHER_WAIT, self._join_timeout)
-                    if not await self._wait(Deferred.fromCoroutine(gather)):
-                        break
                 want = (
                     BATCH if leasing is not None else min(COMMIT_BATCH, max(BATCH, member.buffered))
                 )
@@ -338,7 +327,6 @@ class Stream:
                     self._write(frames)
                 last_write = self._clock.seconds()
                 self.sent += len(batch)
-                last_batch = len(batch)
                 self._on_written(len(batch))
                 if self._limit is not None and self.sent >= self._limit:
                     break
