@@ -311,7 +311,7 @@ class GroupMember:
 
     def _received(self, fetched: Chunk, ends: list[int]) -> None:
         if self._closed.called:  # handed over after the member ended
-            self._drop_batch(Batch([fetched]))
+            self._uncount(len(fetched), fetched.size)
             return
         self._buffer.append(fetched)
         if not self._assigned <= self._started:

@@ -69,22 +69,14 @@ class Fetched:
         return set(map(Message.partition, self._messages))  # type: ignore[arg-type]
 
     def head(self, count: int) -> Fetched:
-        return Fetched(
-            self._topic,
-            self._messages[:count],
-            self._keys[:count],
-            self._values[:count],
-            self._sizes[:count],
-        )
+        return self._slice(slice(None, count))
 
     def tail(self, start: int) -> Fetched:
-        return Fetched(
-            self._topic,
-            self._messages[start:],
-            self._keys[start:],
-            self._values[start:],
-            self._sizes[start:],
-        )
+        return self._slice(slice(start, None))
+
+    def _slice(self, part: slice) -> Fetched:
+        keys, values, sizes = self._keys[part], self._values[part], self._sizes[part]
+        return Fetched(self._topic, self._messages[part], keys, values, sizes)
 
 
 def fetched_of(topic: str, messages: list[Message]) -> tuple[Fetched, list[int], list[str]]:
