@@ -1,7 +1,7 @@
-"""Calls the reactor hands to a consumer's poll thread, answered as Deferreds in the reactor.
+"""Calls the reactor hands to a consumer's thread, answered as Deferreds in the reactor.
 
-confluent-kafka serializes the calls on one consumer, so a commit runs on the thread that
-polls; the thread waits on this queue between polls, and a new command wakes it at once.
+The poll thread waits on such a queue between polls, the commit thread between commits;
+a new command wakes it at once.
 """
 
 from __future__ import annotations
@@ -45,9 +45,13 @@ class PollThreadCommands:
         self._queue.put(command)
         return d
 
+    def post(self, f: Callable[[], None]) -> None:
+        """Queue a plain call, with no Deferred: it runs in turn with the commands."""
+        self._queue.put(f)
+
     def wake(self) -> None:
         """Wake the thread waiting in wait() (reactor thread)."""
-        self._queue.put(lambda: None)
+        self.post(lambda: None)
 
     def wait(self, timeout: float) -> None:
         """Run the next command, waiting up to timeout for one (poll thread)."""

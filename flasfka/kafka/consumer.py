@@ -1,9 +1,10 @@
 """One consumer group member for (topic, group): a poll thread and a read-ahead buffer.
 
-confluent-kafka serializes the calls on one consumer (a commit waits for the consume in
-progress), so every call runs on the member's own thread, which keeps polling between GETs:
-a member that is not polled would hold up every join of its group. Results come back to the
-reactor with ``callFromThread``; no Deferred is fired on the poll thread.
+The member's own thread makes every call on the consumer but its commits, and keeps polling
+between GETs: a member that is not polled would hold up every join of its group. Commits run
+on a thread of their own (flasfka.kafka.commit_thread), so fetching goes on while the broker
+answers one. Results come back to the reactor with ``callFromThread``; no Deferred is fired
+on either thread.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flasfka.batches import Batch, Chunk
 from flasfka.errors import Unavailable
 from flasfka.kafka.budget import ReadAheadBudget
 from flasfka.kafka.commands import PollThreadCommands
+from flasfka.kafka.commit_thread import CommitThread
 from flasfka.kafka.conversion import fetched_of
 from flasfka.kafka.errors import describe, domain_error
 from flasfka.kafka.read_ahead import ReadAhead
@@ -83,6 +85,7 @@ class GroupMember:
         self._stopping = False
         self._repause = False
         self._commands = PollThreadCommands(reactor)
+        self._commits = CommitThread(reactor, f"flasfka-commit-{topic}-{group}"[:60])
         #: (messages, bytes) handed to the reactor and not yet taken; both threads update it.
         self._held_lock = threading.Lock()
         self._held_messages = 0
@@ -99,6 +102,7 @@ class GroupMember:
         self._committed: dict[int, int] = {}
         self._closed: Deferred[None] = Deferred()
         self._closed.addCallback(lambda _: self._commands.close())
+        self._closed.addCallback(lambda _: self._commits.close())
         self.failure: str | None = None
         #: Called (reactor thread) with the partitions a rebalance or close takes away, after
         #: their buffered records are dropped: flasfka.leases drops their leases there.
@@ -110,7 +114,8 @@ class GroupMember:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the poll thread (which creates the consumer and subscribes)."""
+        """Start the poll thread (it creates the consumer and subscribes) and the commit thread."""
+        self._commits.start()
         self._thread = threading.Thread(
             target=self._poll_loop,
             name=f"flasfka-consumer-{self.topic}-{self.group}"[:60],
@@ -178,6 +183,7 @@ class GroupMember:
                 on_lost=self._on_revoke,
             )
         except Exception as e:
+            self._commits.stop()
             call(self._fail, f"cannot create consumer: {describe(e)}")
             call(self._end)
             return
@@ -211,6 +217,7 @@ class GroupMember:
             call(self._fail, f"consumer failed: {describe(e)}")
         finally:
             self._commands.run_queued()
+            self._commits.stop()  # before the consumer is closed under a commit
             try:
                 consumer.close()
             except Exception as e:
@@ -259,6 +266,7 @@ class GroupMember:
             # of those already taken are queued, and run before the partitions are given up.
             blockingCallFromThread(self._reactor, self._revoke, numbers)  # type: ignore[arg-type]
         self._commands.run_queued()
+        self._commits.drain()
 
     def _ids(self) -> dict[str, str]:
         return {"group": self.group, "topic": self.topic}
@@ -380,12 +388,12 @@ class GroupMember:
         for partition, end in ends.items():
             ends[partition] = max(end, committed.get(partition, 0))
         offsets = [TopicPartition(self.topic, p, end) for p, end in ends.items()]
-        d = self._commands.call(self._commit_blocking, offsets)
+        d = self._commits.call(self._commit_blocking, offsets)
         d.addCallback(lambda _: committed.update(ends))
         return d
 
     def _commit_blocking(self, offsets: list[TopicPartition]) -> None:
-        """Commit offsets (poll thread) and raise Unavailable on any failure."""
+        """Commit offsets (commit thread) and raise Unavailable on any failure."""
         consumer = self._consumer
         if consumer is None or self._stopping:
             raise Unavailable("the consumer is closing; nothing was committed")
