@@ -6,9 +6,13 @@ bytes are written: what a stream wrote is always committed.
 
 Flow control follows twisted.web's producer/consumer API: a Stream is a push producer
 registered on its request. When the connection's write buffer fills, Twisted pauses it and
-it stops taking messages until resumed, so a slow reader holds at most one batch beyond the
-transport's buffer; the member's own read-ahead bound applies as for any GET, and the other
-readers of the group keep taking from the same buffer.
+it writes nothing until resumed. A batch's write fills the buffer, so a stream is paused
+after each one while the transport sends it; meanwhile it takes and commits the next batch
+(one batch ahead), so that the commit's round trip to the broker overlaps the sending. A
+slow reader holds at most that batch beyond the transport's buffer; if the client leaves,
+the batch ahead is put back for the group's next reader, and at shutdown it is written.
+The member's own read-ahead bound applies as for any GET, and the other readers of the
+group keep taking from the same buffer.
 
 With ``ack=explicit`` (SSE only) a stream leases instead of committing: each batch is taken
 through the group's Leases (flasfka.leases), one lease per message, and each event's ``id:``
@@ -265,12 +269,23 @@ class Stream:
         member.waiting += 1  # a member with an open stream is never idle
         stream_tag = leases.new_stream() if leasing is not None else 0
         last_write = self._clock.seconds()
+        #: The next at-most-once batch, taken and committed while the transport sends.
+        ahead: Deferred[Batch] | None = None
         try:
             while not self._ending:
                 if self._paused:
+                    if ahead is None and leasing is None:
+                        ahead = self._take_ahead()
                     self._resumed = Deferred()
                     if not await self._wait(self._resumed):
                         break
+                    continue
+                if ahead is not None:
+                    # Not cancelled by _wait: a batch whose commit is under way is finished.
+                    pending, ahead = ahead, None
+                    if not self._deliver(await pending):
+                        break
+                    last_write = self._clock.seconds()
                     continue
                 silent = self._clock.seconds() - last_write
                 if leasing is not None and leases.leased >= leases.max_leased:
@@ -319,17 +334,12 @@ class Stream:
                 batch = await self._reader.at_most_once.consume_batch(want)
                 if not batch:
                     continue
-                if self.gone:
-                    # Committed, not delivered: the next GET gets them.
-                    member.put_back(batch.records())
+                if not self._deliver(batch):
                     break
-                for frames in self._frames(batch):
-                    self._write(frames)
                 last_write = self._clock.seconds()
-                self.sent += len(batch)
-                self._on_written(len(batch))
-                if self._limit is not None and self.sent >= self._limit:
-                    break
+            if ahead is not None:  # the stream ended while the transport was sending
+                pending, ahead = ahead, None
+                self._deliver(await pending)
         except FlasfkaError as e:
             log.info(
                 "stream of {group}/{topic} ended: {error}",
@@ -341,9 +351,38 @@ class Stream:
                 error = {"error": e.message, "status": status_of(e)}
                 self._write(b"event: error\ndata: " + orjson.dumps(error) + b"\n\n")
         finally:
+            if ahead is not None:  # ended by an unexpected error: the next reader gets them
+                ahead.addCallback(lambda batch: member.put_back(batch.records()))
+                ahead.addErrback(lambda _: None)
             member.waiting -= 1
             member.last_used = self._clock.seconds()
             self._request.unregisterProducer()
+
+    def _take_ahead(self) -> Deferred[Batch] | None:
+        """Take and start committing the next at-most-once batch, if there is one to take."""
+        member = self._reader.member
+        if self._ending or not member.buffered:
+            return None
+        want = min(COMMIT_BATCH, max(BATCH, member.buffered))
+        if self._limit is not None:
+            want = min(want, self._limit - self.sent)
+            if want <= 0:
+                return None
+        return self._reader.at_most_once.consume_batch(want)
+
+    def _deliver(self, batch: Batch) -> bool:
+        """Write a committed batch, or put it back if the client is gone; False: stop."""
+        if not batch:
+            return not self._ending
+        if self.gone:
+            # Committed, not delivered: the next GET gets them.
+            self._reader.member.put_back(batch.records())
+            return False
+        for frames in self._frames(batch):
+            self._write(frames)
+        self.sent += len(batch)
+        self._on_written(len(batch))
+        return self._limit is None or self.sent < self._limit
 
     def _frames(self, batch: Batch) -> list[bytes]:
         """The batch's messages, framed a chunk at a time: a few hundred kilobytes each
