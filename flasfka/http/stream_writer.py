@@ -312,11 +312,7 @@ class Stream:
                             self._write(b":\n\n")
                         last_write = self._clock.seconds()
                     continue
-                want = (
-                    BATCH if leasing is not None else min(COMMIT_BATCH, max(BATCH, member.buffered))
-                )
-                if self._limit is not None:
-                    want = min(want, self._limit - self.sent)
+                want = self._want(leased=leasing is not None)
                 if leasing is not None:
                     # Synchronous: nothing is taken unless it is written at once.
                     taken = leases.lease_each(want, leasing.seconds, stream_tag)
@@ -360,15 +356,15 @@ class Stream:
 
     def _take_ahead(self) -> Deferred[Batch] | None:
         """Take and start committing the next at-most-once batch, if there is one to take."""
-        member = self._reader.member
-        if self._ending or not member.buffered:
+        if self._ending or not self._reader.member.buffered:
             return None
-        want = min(COMMIT_BATCH, max(BATCH, member.buffered))
-        if self._limit is not None:
-            want = min(want, self._limit - self.sent)
-            if want <= 0:
-                return None
-        return self._reader.at_most_once.consume_batch(want)
+        want = self._want(leased=False)
+        return self._reader.at_most_once.consume_batch(want) if want > 0 else None
+
+    def _want(self, leased: bool) -> int:
+        """How many messages the next batch takes, within what is left of the limit."""
+        want = BATCH if leased else min(COMMIT_BATCH, max(BATCH, self._reader.member.buffered))
+        return want if self._limit is None else min(want, self._limit - self.sent)
 
     def _deliver(self, batch: Batch) -> bool:
         """Write a committed batch, or put it back if the client is gone; False: stop."""
