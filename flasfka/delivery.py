@@ -60,9 +60,21 @@ class CommitRounds:
         """Up to limit records, committed; on a failed commit they are put back."""
         return self._queue(limit, self._member.take)
 
-    def consume_batch(self, limit: int) -> Deferred[Batch]:
-        """The same as they were buffered (a stream writes values, not Records)."""
-        return self._queue(limit, self._member.take_batch)
+    def consume_batch(
+        self, limit: int, on_take: Callable[[Batch], object] | None = None
+    ) -> Deferred[Batch]:
+        """The same as they were buffered (a stream writes values, not Records); on_take is
+        called with the batch once it is taken, before its commit (a stream counts it)."""
+        if on_take is None:
+            return self._queue(limit, self._member.take_batch)
+        take_batch = self._member.take_batch
+
+        def take(limit: int) -> Batch:
+            batch = take_batch(limit)
+            on_take(batch)
+            return batch
+
+        return self._queue(limit, take)
 
     def _queue(self, limit: int, take: Callable[[int], Any]) -> Deferred[Any]:
         d: Deferred[Any] = Deferred(self._cancel_queued)

@@ -90,7 +90,8 @@ class GatewayMetrics:
         )
         self.read_ahead_bytes = Gauge(
             "flasfka_read_ahead_bytes",
-            "Bytes fetched ahead of GETs by every consumer, not yet taken.",
+            "Bytes fetched ahead of GETs by every consumer and not yet taken, or held by its "
+            "streams until sent (keys, values and a record's overhead).",
             registry=registry,
             multiprocess_mode="livesum",
         )

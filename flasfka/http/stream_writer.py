@@ -8,11 +8,12 @@ Flow control follows twisted.web's producer/consumer API: a Stream is a push pro
 registered on its request. When the connection's write buffer fills, Twisted pauses it and
 it writes nothing until resumed. A batch's write fills the buffer, so a stream is paused
 after each one while the transport sends it; meanwhile it takes and commits the next batch
-(one batch ahead), so that the commit's round trip to the broker overlaps the sending. A
-slow reader holds at most that batch beyond the transport's buffer; if the client leaves,
-the batch ahead is put back for the group's next reader, and at shutdown it is written.
-The member's own read-ahead bound applies as for any GET, and the other readers of the
-group keep taking from the same buffer.
+(one batch ahead), so that the commit's round trip to the broker overlaps the sending. If
+the client leaves, the batch ahead is put back for the group's next reader, and at shutdown
+it is written. Both batches count against the member's read-ahead bound from their take
+until the transport sent them (GroupMember.hold), and a batch counts at most BATCH_PART of
+it: a stalled stream and the buffer behind it stay within the bound, and the other readers
+of the group keep taking from the rest.
 
 With ``ack=explicit`` (SSE only) a stream leases instead of committing: each batch is taken
 through the group's Leases (flasfka.leases), one lease per message, and each event's ``id:``
@@ -58,6 +59,9 @@ BATCH = 1000
 #: Most an at-most-once stream takes and commits at once: all that is buffered, up to this.
 #: One commit round trip per batch sets a stream's pace, so batches grow with the backlog.
 COMMIT_BATCH = 20000
+#: A stream's batch counts at most this part of its member's read-ahead bound: a stream
+#: holds two (one being sent, one ahead), and the group's other readers the rest.
+BATCH_PART = 4
 #: The EventSource reconnection delay a stream announces (ms).
 RETRY_MS = 2000
 #: How long a leased stream whose group holds CONSUMER_MAX_LEASED waits before trying again.
@@ -194,6 +198,10 @@ class Stream:
         self._resumed: Deferred[None] | None = None
         self._waiting: Deferred[Any] | None = None
         self._ending = False
+        #: Counted against the member's read-ahead (GroupMember.hold): the batch taken and
+        #: not yet written, and the bytes written that the transport has not yet sent.
+        self._taken = 0
+        self._sending = 0
         self.gone = False
         self.sent = 0
         #: When the stream started writing (reactor seconds).
@@ -209,6 +217,7 @@ class Stream:
     def resumeProducing(self) -> None:  # noqa: N802 (Twisted's name)
         """The transport's buffer drained: take and write again."""
         self._paused = False
+        self._release_sent()
         resumed, self._resumed = self._resumed, None
         if resumed is not None and not resumed.called:
             resumed.callback(None)
@@ -319,7 +328,7 @@ class Stream:
                     if not taken:
                         continue
                     cursors = [leasing.cursor(CursorRef(leases.generation, t.id, 1)) for t in taken]
-                    self._write(_leased_events(taken, cursors, self._records_format))
+                    self._send([_leased_events(taken, cursors, self._records_format)])
                     last_write = self._clock.seconds()
                     self.sent += len(taken)
                     self._on_written(len(taken))
@@ -327,10 +336,12 @@ class Stream:
                         break
                     continue
                 # Not cancelled by _wait: a batch whose commit is under way is finished.
-                batch = await self._reader.at_most_once.consume_batch(want)
+                batch = await self._consume(want)
                 if not batch:
                     continue
-                if not self._deliver(batch):
+                delivered = self._deliver(batch)
+                del batch  # its records are freed while the transport sends its bytes
+                if not delivered:
                     break
                 last_write = self._clock.seconds()
             if ahead is not None:  # the stream ended while the transport was sending
@@ -348,8 +359,9 @@ class Stream:
                 self._write(b"event: error\ndata: " + orjson.dumps(error) + b"\n\n")
         finally:
             if ahead is not None:  # ended by an unexpected error: the next reader gets them
-                ahead.addCallback(lambda batch: member.put_back(batch.records()))
+                ahead.addCallback(self._put_back)
                 ahead.addErrback(lambda _: None)
+            self._release_sent()
             member.waiting -= 1
             member.last_used = self._clock.seconds()
             self._request.unregisterProducer()
@@ -359,26 +371,72 @@ class Stream:
         if self._ending or not self._reader.member.buffered:
             return None
         want = self._want(leased=False)
-        return self._reader.at_most_once.consume_batch(want) if want > 0 else None
+        return self._consume(want) if want > 0 else None
 
     def _want(self, leased: bool) -> int:
-        """How many messages the next batch takes, within what is left of the limit."""
-        want = BATCH if leased else min(COMMIT_BATCH, max(BATCH, self._reader.member.buffered))
+        """How many messages the next batch takes: within what is left of the limit, and
+        for an at-most-once batch all that is buffered, within COMMIT_BATCH and BATCH_PART."""
+        member = self._reader.member
+        if leased:
+            want = BATCH
+        else:
+            part = max(1, member.read_ahead_bytes // BATCH_PART // member.record_cost)
+            want = min(COMMIT_BATCH, part, max(BATCH, member.buffered))
         return want if self._limit is None else min(want, self._limit - self.sent)
+
+    def _consume(self, want: int) -> Deferred[Batch]:
+        """Take and commit an at-most-once batch, counted from its take until it is written."""
+        d = self._reader.at_most_once.consume_batch(want, self._count_taken)
+        d.addErrback(self._taken_failed)
+        return d
+
+    def _count_taken(self, batch: Batch) -> None:
+        self._taken += self._reader.member.hold(len(batch), batch.size)
+
+    def _taken_failed(self, failure: Any) -> Any:
+        """Not committed: CommitRounds put the batch back, which counts it again."""
+        self._release_taken()
+        return failure
+
+    def _release_taken(self) -> None:
+        taken, self._taken = self._taken, 0
+        if taken:
+            self._reader.member.release(taken)
+
+    def _release_sent(self) -> None:
+        sending, self._sending = self._sending, 0
+        if sending:
+            self._reader.member.release(sending)
+
+    def _put_back(self, batch: Batch) -> None:
+        """Committed, not delivered: the next reader of the group gets them."""
+        self._release_taken()
+        self._reader.member.put_back(batch.records())
 
     def _deliver(self, batch: Batch) -> bool:
         """Write a committed batch, or put it back if the client is gone; False: stop."""
         if not batch:
+            self._release_taken()
             return not self._ending
         if self.gone:
-            # Committed, not delivered: the next GET gets them.
-            self._reader.member.put_back(batch.records())
+            self._put_back(batch)
             return False
-        for frames in self._frames(batch):
-            self._write(frames)
+        frames = self._frames(batch)
+        self._release_taken()
+        self._send(frames)
         self.sent += len(batch)
         self._on_written(len(batch))
         return self._limit is None or self.sent < self._limit
+
+    def _send(self, frames: list[bytes]) -> None:
+        """Write frames, counted against the read-ahead until the transport sent them: a
+        paused stream's bytes stay counted until resumeProducing."""
+        if self.gone:
+            return
+        for data in frames:
+            self._request.write(data)
+        if self._paused:
+            self._sending += self._reader.member.hold(0, sum(map(len, frames)))
 
     def _frames(self, batch: Batch) -> list[bytes]:
         """The batch's messages, framed a chunk at a time: a few hundred kilobytes each

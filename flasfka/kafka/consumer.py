@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from flasfka.batches import Batch, Chunk
 from flasfka.errors import Unavailable
-from flasfka.kafka.budget import ReadAheadBudget
+from flasfka.kafka.budget import RECORD_OVERHEAD, ReadAheadBudget
 from flasfka.kafka.commands import PollThreadCommands
 from flasfka.kafka.commit_thread import CommitThread
 from flasfka.kafka.conversion import fetched_of
@@ -165,6 +165,32 @@ class GroupMember:
         """Whether the read-ahead handed over (and not yet taken) is at its bound."""
         return self._held_messages >= self._max_messages or self._share.exhausted
 
+    @property
+    def read_ahead_bytes(self) -> int:
+        """The bytes this member may hold now (its bound, or its part of the budget)."""
+        return self._budget.limit(self._share.own_bound)
+
+    @property
+    def record_cost(self) -> int:
+        """What one record counts against the read-ahead bound, on average so far."""
+        return (self._record_size or 0) + RECORD_OVERHEAD
+
+    def hold(self, count: int, size: int) -> int:
+        """Count what a reader took and still holds (a stream's batch, until it is sent):
+        count records of size bytes, or count 0 and the bytes written for them, against
+        this member's read-ahead, so that the two stay within its bound. Returns the bytes
+        counted, for release()."""
+        cost = size + count * RECORD_OVERHEAD
+        self._share.use(cost)
+        return cost
+
+    def release(self, cost: int) -> None:
+        """What hold() counted is gone (sent, or put back): the thread may fetch again."""
+        was_full = self.full
+        self._share.use(-cost)
+        if was_full:
+            self._commands.wake()
+
     # --- poll thread -----------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
@@ -234,8 +260,9 @@ class GroupMember:
         if record_size is None:
             batch, granted = 1, 0
         else:
-            granted = self._share.reserve(record_size * _CONSUME_BATCH)
-            batch = max(1, min(_CONSUME_BATCH, granted // record_size))
+            cost = record_size + RECORD_OVERHEAD
+            granted = self._share.reserve(cost * _CONSUME_BATCH)
+            batch = max(1, min(_CONSUME_BATCH, granted // cost))
         messages = consumer.consume(batch, 0)
         if not messages:
             self._share.use(-granted)
@@ -247,7 +274,8 @@ class GroupMember:
             self._record_size = average if record_size is None else (record_size + average) // 2
         for error in errors:
             call(log.warn, "consumer {group}/{topic}: {error}", **self._ids(), error=error)
-        self._hold(len(fetched), size - granted)  # the reservation becomes the real size
+        self._hold(len(fetched), size)
+        self._share.use(-granted)  # the reservation became the real size
         call(self._received, fetched, ends)
         return True
 
@@ -274,10 +302,11 @@ class GroupMember:
     # --- both threads ----------------------------------------------------------------------
 
     def _hold(self, count: int, size: int) -> None:
-        """Count records handed to the reactor (poll thread), against the bounds."""
+        """Count records handed to the reactor (poll thread), against the bounds: count of
+        them, of size bytes of keys and values."""
         with self._held_lock:
             self._held_messages += count
-        self._share.use(size)
+        self._share.use(size + count * RECORD_OVERHEAD)
 
     def _drop(self, records: list[Record]) -> None:
         """Stop counting records that were taken or dropped (reactor thread)."""
@@ -292,7 +321,7 @@ class GroupMember:
     def _uncount(self, count: int, size: int) -> None:
         with self._held_lock:
             self._held_messages -= count
-        self._share.use(-size)
+        self._share.use(-(size + count * RECORD_OVERHEAD))
 
     # --- reactor thread --------------------------------------------------------------------
 

@@ -41,3 +41,14 @@ def test_reservations_never_grant_more_than_the_room():
     assert a.room == 2 * MIB
     b.leave()
     assert budget.used == 0 and budget.members == 1
+
+
+def test_a_member_that_left_counts_nothing_more():
+    budget = ReadAheadBudget(4 * MIB)
+    stays, leaves = budget.join(16 * MIB), budget.join(16 * MIB)
+    stays.use(MIB)
+    leaves.use(MIB)  # e.g. a stream's batch, released after its member closed
+    leaves.leave()
+    leaves.use(-MIB)
+    assert leaves.reserve(MIB) == 0
+    assert budget.used == MIB and budget.members == 1

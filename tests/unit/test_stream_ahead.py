@@ -1,6 +1,7 @@
 """An at-most-once stream commits its next batch while the transport sends the last one, and
 that batch ahead is written once resumed, put back when the client left, written at
-shutdown (a member without a thread, whose commits the test fires; a transport that fills)."""
+shutdown; both count against the member's read-ahead until sent (a member without a thread,
+whose commits the test fires; a transport that fills)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from flasfka.batches import RecordChunk
 from flasfka.consumers import GroupReader
-from flasfka.http.stream_writer import NDJSON, Stream
+from flasfka.errors import Unavailable
+from flasfka.http.stream_writer import BATCH_PART, NDJSON, Stream
 from flasfka.kafka import GroupMember
+from flasfka.kafka.budget import RECORD_OVERHEAD
 from flasfka.records import Record
 
 
 class CommittingMember(GroupMember):
     """A joined GroupMember with no thread: the test fires each commit's Deferred."""
 
-    def __init__(self) -> None:
-        super().__init__(Clock(), {}, "t", "g", buffer_messages=1000, buffer_bytes=10**6)
+    def __init__(self, buffer_bytes: int = 10**6) -> None:
+        super().__init__(Clock(), {}, "t", "g", buffer_messages=1000, buffer_bytes=buffer_bytes)
         self._joined = True
         self._assigned = {0}
         self._started = {0}
@@ -38,6 +41,11 @@ class CommittingMember(GroupMember):
         self._next += count
         self._hold(len(records), sum(len(r.value or b"") for r in records))
         self._received(RecordChunk(records), [])
+
+    @property
+    def counted(self) -> int:
+        """Bytes counted against the read-ahead bound."""
+        return self._share.used
 
     def commit_offsets(self, ends: dict[int, int]) -> Deferred[None]:
         d: Deferred[None] = Deferred()
@@ -130,7 +138,9 @@ def test_a_client_gone_with_a_batch_ahead_leaves_it_for_the_next_reader(committe
         member.confirm(1)
     assert ended == [None]
     assert written(request) == [0, 1, 2, 3, 4]
+    assert member.counted == 5 * (1 + RECORD_OVERHEAD)  # put back: counted once, as buffered
     assert [r.offset for r in member.take(100)] == [5, 6, 7, 8, 9]
+    assert member.counted == 0
 
 
 def test_a_shutdown_with_a_batch_ahead_writes_it():
@@ -174,3 +184,46 @@ def test_nothing_buffered_when_paused_takes_nothing_ahead():
     member.confirm(1)
     assert written(request) == list(range(10))
     stream.end()
+
+
+def test_a_paused_stream_counts_its_batches_against_the_read_ahead_until_they_are_sent():
+    member = CommittingMember()
+    member.add(5)
+    five = member.counted
+    stream, request, _ = start(member)
+    assert member.counted == five  # taken and committing: the stream counts it
+    member.add(5)
+    assert member.counted == 2 * five  # the stream's five and the buffer's
+    member.confirm(0)  # written; paused; the next five taken ahead
+    first = len(b"".join(request.written))
+    assert member.counted == first + five  # the bytes not yet sent, the batch ahead
+    member.confirm(1)
+    request.sent()  # the first batch was sent, the batch ahead written
+    assert member.counted == len(b"".join(request.written)) - first
+    request.sent()
+    assert member.counted == 0
+    stream.end()
+    assert member.counted == 0
+
+
+def test_a_batch_counts_at_most_its_part_of_the_read_ahead():
+    record_cost = 1 + RECORD_OVERHEAD  # the values are "0" to "9"
+    member = CommittingMember(buffer_bytes=BATCH_PART * 3 * record_cost)
+    member._record_size = 1
+    member.add(10)
+    stream, _, _ = start(member)
+    assert member.ends() == [{0: 3}]
+    member.confirm(0)
+    assert member.ends() == [{0: 3}, {0: 6}]  # the batch ahead is as small
+    stream.end()
+
+
+def test_a_batch_whose_commit_failed_is_counted_once_as_put_back():
+    member = CommittingMember()
+    member.add(5)
+    five = member.counted
+    _, request, ended = start(member)
+    member.commits[0][1].errback(Unavailable("the broker is down"))
+    assert ended == [None]  # the stream ended on the error
+    assert written(request) == []
+    assert member.counted == five and member.buffered == 5
