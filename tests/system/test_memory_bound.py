@@ -8,6 +8,7 @@ and measures the RSS of a flasfka process (a child process, so nothing else is c
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest_twisted
@@ -43,6 +44,23 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def spawn_measured(
+    tmp_path: Path, address: str, **config: object
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A flasfka-serve child with config and a small librdkafka queue and fetch (so that
+    what flasfka holds stands out); the process and its URL."""
+    port = free_port()
+    consumer = {
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "queued.max.messages.kbytes": RDKAFKA_QUEUE // 1024,
+        "fetch.max.bytes": RDKAFKA_FETCH,
+    }
+    path = write_config(tmp_path / "flasfka.conf.py", address, CONSUMER_CONFIG=consumer, **config)
+    argv = [str(VENV_BIN / "flasfka-serve"), "-p", str(port), "--config", str(path)]
+    return spawn(argv, tmp_path / "flasfka.log"), f"http://127.0.0.1:{port}"
+
+
 def fill(address: str, topics: list[str]) -> None:
     """TOPIC_BYTES of 10 KiB values in each topic (thread only)."""
     producer = Producer({"bootstrap.servers": address, "linger.ms": 5})
@@ -62,21 +80,7 @@ def fill(address: str, topics: list[str]) -> None:
 async def test_read_ahead_of_many_consumers_stays_within_the_budget(broker, tmp_path):
     topics = [unique("mem") for _ in range(CONSUMERS)]
     await threads.deferToThread(fill, broker.address, topics)
-    port = free_port()
-    config = write_config(
-        tmp_path / "flasfka.conf.py",
-        broker.address,
-        CONSUMER_BUFFER_BUDGET=BUDGET,
-        CONSUMER_CONFIG={
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1000,
-            "queued.max.messages.kbytes": RDKAFKA_QUEUE // 1024,
-            "fetch.max.bytes": RDKAFKA_FETCH,
-        },
-    )
-    argv = [str(VENV_BIN / "flasfka-serve"), "-p", str(port), "--config", str(config)]
-    process = spawn(argv, tmp_path / "flasfka.log")
-    url = f"http://127.0.0.1:{port}"
+    process, url = spawn_measured(tmp_path, broker.address, CONSUMER_BUFFER_BUDGET=BUDGET)
     try:
         await wait_ready(url, process)
         before = rss(process.pid)

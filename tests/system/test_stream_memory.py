@@ -24,18 +24,14 @@ import pytest_twisted
 import treq
 from twisted.internet import threads
 
-from flasfka.app.broker import free_port
 from tests.support.helpers import sleep
-from tests.support.ops import VENV_BIN, spawn, wait_exit, wait_ready, write_config
+from tests.support.ops import wait_exit, wait_ready
 from tests.support.servers import unique
-from tests.system.test_memory_bound import MIB, rss
+from tests.system.test_memory_bound import MIB, RDKAFKA_FETCH, RDKAFKA_QUEUE, rss, spawn_measured
 
 NDJSON = {"Accept": "application/x-ndjson"}
-#: The consumer's read-ahead bound (CONSUMER_BUFFER_BYTES) and librdkafka's fetch queue.
+#: The consumer's read-ahead bound (CONSUMER_BUFFER_BYTES).
 READ_AHEAD = 8 * MIB
-RDKAFKA_QUEUE = 2 * MIB
-#: The most one fetch response of librdkafka's holds, beyond its queue.
-RDKAFKA_FETCH = MIB
 #: 50 POSTs of 1,000 messages of 1,000 bytes.
 POSTS, PER_POST, SIZE = 50, 1000, 1000
 #: Seconds the reader reads nothing, in two stalls, and the other client's GETs meanwhile.
@@ -110,21 +106,7 @@ async def streamed(url: str, topic: str) -> int:
 
 @pytest_twisted.ensureDeferred
 async def test_a_stalled_stream_grows_rss_by_less_than_its_consumer_bound(broker, tmp_path):
-    port = free_port()
-    config = write_config(
-        tmp_path / "flasfka.conf.py",
-        broker.address,
-        CONSUMER_BUFFER_BYTES=READ_AHEAD,
-        CONSUMER_CONFIG={
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1000,
-            "queued.max.messages.kbytes": RDKAFKA_QUEUE // 1024,
-            "fetch.max.bytes": RDKAFKA_FETCH,
-        },
-    )
-    argv = [str(VENV_BIN / "flasfka-serve"), "-p", str(port), "--config", str(config)]
-    process = spawn(argv, tmp_path / "flasfka.log")
-    url = f"http://127.0.0.1:{port}"
+    process, url = spawn_measured(tmp_path, broker.address, CONSUMER_BUFFER_BYTES=READ_AHEAD)
     topic, group, other, warm = unique("stall"), unique("g"), unique("other"), unique("warm")
     payload = "x" * (SIZE - 8)
     try:
