@@ -40,7 +40,7 @@ GETS = 10
 #: POSTs of the same size to another topic before the measure starts.
 WARM_POSTS = 10
 #: The allocator's slack: the memory freed as the buffer and the stream turn over is not all
-#: reused or given back. In runs of this test the process grew by 16.4-18.4 MiB (with a
+#: reused or given back. In runs of this test the process grew by 15.7-18.4 MiB (with a
 #: read-ahead of 16 MiB by 27.7-29.1 MiB): about 1.45 x the read-ahead and librdkafka's.
 SLACK = READ_AHEAD // 2 + 6 * MIB
 
