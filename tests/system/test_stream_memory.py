@@ -5,10 +5,11 @@ to a reader that reads nothing for 10 s while 50 MB are posted to the topic thro
 Flow control pauses the stream; the group's consumer fetches ahead up to its bound and stops.
 The process's RSS must grow by less than that bound (its read-ahead, which counts what the
 stream holds for the reader, and librdkafka's fetch queue), well under the 50 MB that were
-posted, and other clients must be served meanwhile. Then the reader reads, and gets every
-message once. (Before a stream's batches counted against the read-ahead, the same run grew
-by 43-47 MiB: a stream's batch ahead and the one in its transport could each be the whole
-read-ahead, and the read-ahead filled again behind them.)
+posted, and other clients must be served meanwhile, a GET of the stream's own group too.
+Then the reader reads; it and those GETs got every message once. (Before a stream's batches
+counted against the read-ahead, the same run grew by 43-47 MiB: a stream's batch ahead and
+the one in its transport could each be the whole read-ahead, and it filled again behind
+them.)
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ POSTS, PER_POST, SIZE = 50, 1000, 1000
 #: Seconds the reader reads nothing, in two stalls, and the other client's GETs meanwhile.
 STALL = 10.0
 GETS = 10
+#: Messages a GET of the stream's own group takes at the end of each stall.
+GROUP_GET = 100
 #: POSTs of the same size to another topic before the measure starts.
 WARM_POSTS = 10
 #: The allocator's slack: the memory freed as the buffer and the stream turn over is not all
@@ -123,10 +126,12 @@ async def test_a_stalled_stream_grows_rss_by_less_than_its_consumer_bound(broker
         await threads.deferToThread(reader.open)
         before = peak = rss(process.pid)
         answered = 0
+        #: What a GET of the stream's own group took at the end of each stall.
+        taken: list[str] = []
 
         async def stall(posts: range) -> None:
-            """Post while the reader reads nothing; then STALL seconds of GETs by another
-            client, which are served meanwhile."""
+            """Post while the reader reads nothing; then STALL seconds of GETs by other
+            clients, of another topic and of the stream's group, which are served meanwhile."""
             nonlocal peak, answered
             for index in posts:
                 first = index * PER_POST
@@ -137,6 +142,11 @@ async def test_a_stalled_stream_grows_rss_by_less_than_its_consumer_bound(broker
                 await sleep(STALL / 2 / GETS)
                 peak = max(peak, rss(process.pid))
                 answered += await get_other(url, other, other_group)
+            response = await treq.get(f"{url}/{topic}/{group}/?limit={GROUP_GET}&timeout=5")
+            assert response.code == 200
+            messages = (await response.json())["messages"]
+            assert len(messages) == GROUP_GET  # the stream does not hold all of the buffer
+            taken.extend(messages)
 
         await stall(range(POSTS // 2))
         # Read a little: the transport drains, the stream takes a batch from a full buffer
@@ -144,7 +154,7 @@ async def test_a_stalled_stream_grows_rss_by_less_than_its_consumer_bound(broker
         await threads.deferToThread(reader.read_until, await streamed(url, topic) + 1)
         await stall(range(POSTS // 2, POSTS))
         while_stalled = await streamed(url, topic)
-        await threads.deferToThread(reader.read_until, POSTS * PER_POST + 1)
+        await threads.deferToThread(reader.read_until, POSTS * PER_POST + 1 - len(taken))
         reader.close()
     finally:
         process.send_signal(signal.SIGTERM)
@@ -161,7 +171,7 @@ async def test_a_stalled_stream_grows_rss_by_less_than_its_consumer_bound(broker
         f"(bound {bound / MIB:.0f} MiB, posted {POSTS * PER_POST * SIZE / MIB:.0f} MiB)"
     )
     assert reader.lines[0] == "start"
-    numbers = [int(line[:7]) for line in reader.lines[1:]]
+    numbers = [int(line[:7]) for line in reader.lines[1:] + taken]
     assert sorted(numbers) == list(range(POSTS * PER_POST))  # all of it, once
     assert while_stalled < POSTS * PER_POST / 2
     assert grown < bound, (grown / MIB, bound / MIB)
