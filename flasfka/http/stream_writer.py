@@ -31,7 +31,6 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 from zope.interface import implementer
 
@@ -39,20 +38,11 @@ from flasfka.batches import Batch, Chunk
 from flasfka.consumers import GroupReader
 from flasfka.cursors import CursorRef
 from flasfka.errors import FlasfkaError
-from flasfka.http.rendering import (
-    render_each,
-    render_records,
-    render_texts,
-    render_values,
-    status_of,
-)
-from flasfka.leases import Lease
+from flasfka.http.rendering import render_each, render_records, render_texts, status_of
+from flasfka.http.stream_framing import NDJSON_FRAMING, SSE, SSE_FRAMING, leased_events
 from flasfka.reactor import ReactorLike
 
 log = Logger(namespace="flasfka.http.streaming")
-
-SSE = b"text/event-stream"
-NDJSON = b"application/x-ndjson"
 
 #: Most messages one write of a leased stream takes at once (one lease and cursor each).
 BATCH = 1000
@@ -68,96 +58,12 @@ RETRY_MS = 2000
 FULL_WAIT = 1.0
 
 
-def stream_kind(request: IRequest) -> bytes | None:
-    """SSE or NDJSON if the request's Accept asks for a stream, else None (a plain GET)."""
-    accept = request.getHeader(b"accept")
-    if not accept:
-        return None
-    types = {part.split(b";", 1)[0].strip().lower() for part in accept.split(b",")}
-    if SSE in types:
-        return SSE
-    if NDJSON in types:
-        return NDJSON
-    return None
-
-
-@dataclass(frozen=True)
-class Framing:
-    """How a stream frames each message's JSON: ``head JSON tail``."""
-
-    head: bytes
-    tail: bytes
-
-    def frame(self, items: list[Any]) -> bytes:
-        """Each item's JSON, framed."""
-        head, tail = self.head, self.tail
-        return b"".join([head + orjson.dumps(item) + tail for item in items])
-
-    def frame_verbatim(self, values: list[bytes | None]) -> bytes | None:
-        """Values framed as JSON strings by joins alone, or None if one is not plain ASCII
-        text (a null, a byte over 127, or one that JSON escapes: quote, backslash, control).
-
-        The common case of a stream, at C speed: whether anything needs escaping is asked of
-        orjson once for the whole batch (its JSON is then the text and two quotes), so no
-        string object is made per value. Non-ASCII values take frame_texts: joined, the
-        bytes of two invalid values could decode as one valid character.
-        """
-        if not values:
-            return b""
-        try:
-            joined = b"".join(values)  # type: ignore[arg-type]  # a None raises TypeError
-        except TypeError:
-            return None
-        if not joined.isascii() or len(orjson.dumps(joined.decode("ascii"))) != len(joined) + 2:
-            return None
-        head, tail = self.head + b'"', b'"' + self.tail
-        return head + (tail + head).join(values) + tail  # type: ignore[arg-type]
-
-    def frame_texts(self, texts: list[str]) -> bytes:
-        """Strings, framed: one orjson call for the lot when that is safe.
-
-        In a JSON array of strings with no escaped quote, every ``"`` delimits a string, so
-        ``","`` is either between two strings or the whole of the string ``,``: without
-        those, the frames are one replace away. Otherwise each string is encoded on its own.
-        """
-        if not texts:
-            return b""
-        body = orjson.dumps(texts)
-        if b'\\"' in body or "," in texts:
-            return self.frame(texts)
-        return (
-            self.head + body[1:-1].replace(b'","', b'"' + self.tail + self.head + b'"') + self.tail
-        )
-
-
-SSE_FRAMING = Framing(b"data: ", b"\n\n")
-NDJSON_FRAMING = Framing(b"", b"\n")
-
-
 @dataclass(frozen=True)
 class Leasing:
     """How an ack=explicit stream leases: for how long, and who signs its cursors."""
 
     seconds: float
     cursor: Any  # (CursorRef) -> str: the cursor of one lease of this topic and group
-
-
-def _leased_events(leases: list[Lease], cursors: list[str], records_format: bool) -> bytes:
-    """One SSE event per leased message, its ``id:`` the cursor of its lease."""
-    records = [lease.records[0] for lease in leases]
-    items: list[Any]
-    if records_format:
-        items = render_records(records)
-        for item, lease in zip(items, leases, strict=True):
-            item["deliveries"] = lease.deliveries[0]
-    else:
-        items = render_values(records)
-    return b"".join(
-        [
-            b"id: " + cursor.encode("ascii") + b"\ndata: " + orjson.dumps(item) + b"\n\n"
-            for cursor, item in zip(cursors, items, strict=True)
-        ]
-    )
 
 
 @implementer(IPushProducer)
@@ -328,7 +234,7 @@ class Stream:
                     if not taken:
                         continue
                     cursors = [leasing.cursor(CursorRef(leases.generation, t.id, 1)) for t in taken]
-                    self._send([_leased_events(taken, cursors, self._records_format)])
+                    self._send([leased_events(taken, cursors, self._records_format)])
                     last_write = self._clock.seconds()
                     self.sent += len(taken)
                     self._on_written(len(taken))

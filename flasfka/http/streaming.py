@@ -27,7 +27,8 @@ from flasfka.errors import Conflict, Unavailable
 from flasfka.gateway import Gateway
 from flasfka.http.access_log import log_access
 from flasfka.http.auth import may_create
-from flasfka.http.stream_writer import NDJSON, SSE, Leasing, Stream, stream_kind
+from flasfka.http.stream_framing import NDJSON, SSE, stream_kind
+from flasfka.http.stream_writer import Leasing, Stream
 from flasfka.reactor import ReactorLike
 
 __all__ = ["NDJSON", "SSE", "Streams", "StreamsService", "stream_kind"]

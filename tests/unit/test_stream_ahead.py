@@ -15,7 +15,8 @@ from twisted.web.test.requesthelper import DummyRequest
 from flasfka.batches import RecordChunk
 from flasfka.consumers import GroupReader
 from flasfka.errors import Unavailable
-from flasfka.http.stream_writer import BATCH_PART, NDJSON, Stream
+from flasfka.http.stream_framing import NDJSON
+from flasfka.http.stream_writer import BATCH_PART, Stream
 from flasfka.kafka import GroupMember
 from flasfka.kafka.budget import RECORD_OVERHEAD
 from flasfka.records import Record

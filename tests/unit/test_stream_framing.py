@@ -5,7 +5,7 @@ import json
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from flasfka.http.stream_writer import NDJSON_FRAMING, SSE_FRAMING
+from flasfka.http.stream_framing import NDJSON_FRAMING, SSE_FRAMING
 
 # Strings rich in what JSON escapes or what the fast path splits on.
 _texts = st.lists(st.text(alphabet=st.sampled_from('",\\\n\x00a é😀'), max_size=8), max_size=20)
