@@ -305,14 +305,16 @@ class Stream:
         return failure
 
     def _release_taken(self) -> None:
-        taken, self._taken = self._taken, 0
-        if taken:
-            self._reader.member.release(taken)
+        self._taken = self._release(self._taken)
 
     def _release_sent(self) -> None:
-        sending, self._sending = self._sending, 0
-        if sending:
-            self._reader.member.release(sending)
+        self._sending = self._release(self._sending)
+
+    def _release(self, counted: int) -> int:
+        """Give the member back what this stream counted; 0, the count left."""
+        if counted:
+            self._reader.member.release(counted)
+        return 0
 
     def _put_back(self, batch: Batch) -> None:
         """Committed, not delivered: the next reader of the group gets them."""

@@ -24,6 +24,11 @@ MIN_SHARE = 256 * 1024
 RECORD_OVERHEAD = 288
 
 
+def cost(count: int, size: int) -> int:
+    """What count records of size bytes of keys and values count against a read-ahead."""
+    return size + count * RECORD_OVERHEAD
+
+
 class ReadAheadBudget:
     """Bytes of read-ahead shared fairly by the members that joined it."""
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from flasfka.batches import Batch, Chunk
 from flasfka.errors import Unavailable
-from flasfka.kafka.budget import RECORD_OVERHEAD, ReadAheadBudget
+from flasfka.kafka.budget import ReadAheadBudget, cost
 from flasfka.kafka.commands import PollThreadCommands
 from flasfka.kafka.commit_thread import CommitThread
 from flasfka.kafka.conversion import fetched_of
@@ -173,21 +173,21 @@ class GroupMember:
     @property
     def record_cost(self) -> int:
         """What one record counts against the read-ahead bound, on average so far."""
-        return (self._record_size or 0) + RECORD_OVERHEAD
+        return cost(1, self._record_size or 0)
 
     def hold(self, count: int, size: int) -> int:
         """Count what a reader took and still holds (a stream's batch, until it is sent):
         count records of size bytes, or count 0 and the bytes written for them, against
         this member's read-ahead, so that the two stay within its bound. Returns the bytes
         counted, for release()."""
-        cost = size + count * RECORD_OVERHEAD
-        self._share.use(cost)
-        return cost
+        counted = cost(count, size)
+        self._share.use(counted)
+        return counted
 
-    def release(self, cost: int) -> None:
+    def release(self, counted: int) -> None:
         """What hold() counted is gone (sent, or put back): the thread may fetch again."""
         was_full = self.full
-        self._share.use(-cost)
+        self._share.use(-counted)
         if was_full:
             self._commands.wake()
 
@@ -260,9 +260,9 @@ class GroupMember:
         if record_size is None:
             batch, granted = 1, 0
         else:
-            cost = record_size + RECORD_OVERHEAD
-            granted = self._share.reserve(cost * _CONSUME_BATCH)
-            batch = max(1, min(_CONSUME_BATCH, granted // cost))
+            record_cost = cost(1, record_size)
+            granted = self._share.reserve(record_cost * _CONSUME_BATCH)
+            batch = max(1, min(_CONSUME_BATCH, granted // record_cost))
         messages = consumer.consume(batch, 0)
         if not messages:
             self._share.use(-granted)
@@ -274,8 +274,7 @@ class GroupMember:
             self._record_size = average if record_size is None else (record_size + average) // 2
         for error in errors:
             call(log.warn, "consumer {group}/{topic}: {error}", **self._ids(), error=error)
-        self._hold(len(fetched), size)
-        self._share.use(-granted)  # the reservation became the real size
+        self._hold(len(fetched), size, granted)  # the reservation becomes the real size
         call(self._received, fetched, ends)
         return True
 
@@ -301,12 +300,12 @@ class GroupMember:
 
     # --- both threads ----------------------------------------------------------------------
 
-    def _hold(self, count: int, size: int) -> None:
+    def _hold(self, count: int, size: int, reserved: int = 0) -> None:
         """Count records handed to the reactor (poll thread), against the bounds: count of
-        them, of size bytes of keys and values."""
+        them, of size bytes of keys and values, of which reserved bytes were counted."""
         with self._held_lock:
             self._held_messages += count
-        self._share.use(size + count * RECORD_OVERHEAD)
+        self._share.use(cost(count, size) - reserved)
 
     def _drop(self, records: list[Record]) -> None:
         """Stop counting records that were taken or dropped (reactor thread)."""
@@ -321,7 +320,7 @@ class GroupMember:
     def _uncount(self, count: int, size: int) -> None:
         with self._held_lock:
             self._held_messages -= count
-        self._share.use(-(size + count * RECORD_OVERHEAD))
+        self._share.use(-cost(count, size))
 
     # --- reactor thread --------------------------------------------------------------------
 
