@@ -1,6 +1,6 @@
 """Calls the reactor hands to a consumer's thread, answered as Deferreds in the reactor.
 
-The poll thread waits on such a queue between polls, the commit thread between commits;
+The poll thread waits on such a queue between polls;
 a new command wakes it at once.
 """
 

@@ -1,10 +1,10 @@
 """One consumer group member for (topic, group): a poll thread and a read-ahead buffer.
 
-The member's own thread makes every call on the consumer but its commits, and keeps polling
-between GETs: a member that is not polled would hold up every join of its group. Commits run
-on a thread of their own (flasfka.kafka.commit_thread), so fetching goes on while the broker
-answers one. Results come back to the reactor with ``callFromThread``; no Deferred is fired
-on either thread.
+The member's own thread makes every call on the consumer, and keeps polling between GETs: a
+member that is not polled would hold up every join of its group. Commits are sent from it
+without waiting and answered by a later consume() (flasfka.kafka.commit_queue), so fetching
+goes on while the broker answers one. Results come back to the reactor with
+``callFromThread``; no Deferred is fired on the poll thread.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from twisted.internet.defer import Deferred, succeed
+from confluent_kafka import Consumer, TopicPartition
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 
@@ -23,9 +23,9 @@ from flasfka.batches import Batch, Chunk
 from flasfka.errors import Unavailable
 from flasfka.kafka.budget import ReadAheadBudget, cost
 from flasfka.kafka.commands import PollThreadCommands
-from flasfka.kafka.commit_thread import CommitThread
+from flasfka.kafka.commit_queue import CommitQueue
 from flasfka.kafka.conversion import fetched_of
-from flasfka.kafka.errors import describe, domain_error
+from flasfka.kafka.errors import describe
 from flasfka.kafka.read_ahead import ReadAhead
 from flasfka.kafka.waiters import Waiters
 from flasfka.reactor import ReactorLike
@@ -41,6 +41,11 @@ _CONSUME_BATCH = 2500
 _IDLE_WAIT = 0.05
 #: The same while a GET waits for messages.
 _ACTIVE_WAIT = 0.005
+#: The same while a commit waits for its answer, which only a consume() brings; with the
+#: buffer full, the wait between two one-record consumes doubles from this up to _IDLE_WAIT.
+_COMMIT_WAIT = 0.001
+#: How long a closing consumer serves the answers of its last commits before it closes.
+_FINISH_WAIT = 5.0
 #: How long a consumer's buffer stays full before its partitions are paused.
 _PAUSE_AFTER = 1.0
 
@@ -85,7 +90,8 @@ class GroupMember:
         self._stopping = False
         self._repause = False
         self._commands = PollThreadCommands(reactor)
-        self._commits = CommitThread(reactor, f"flasfka-commit-{topic}-{group}"[:60])
+        self._commits = CommitQueue(reactor, topic, f"commit offsets of {group}/{topic}")
+        self._settings["on_commit"] = self._commits.answered
         #: (messages, bytes) handed to the reactor and not yet taken; both threads update it.
         self._held_lock = threading.Lock()
         self._held_messages = 0
@@ -100,9 +106,10 @@ class GroupMember:
         #: GETs waiting in _wait_until: each one's condition, and what wakes it.
         self._waiters = Waiters(reactor)
         self._committed: dict[int, int] = {}
+        #: Commits asked and not yet answered: failed when the thread ends without answering.
+        self._unanswered: set[Deferred[None]] = set()
         self._closed: Deferred[None] = Deferred()
         self._closed.addCallback(lambda _: self._commands.close())
-        self._closed.addCallback(lambda _: self._commits.close())
         self.failure: str | None = None
         #: Called (reactor thread) with the partitions a rebalance or close takes away, after
         #: their buffered records are dropped: flasfka.leases drops their leases there.
@@ -114,8 +121,7 @@ class GroupMember:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the poll thread (it creates the consumer and subscribes) and the commit thread."""
-        self._commits.start()
+        """Start the poll thread: it creates the consumer and subscribes."""
         self._thread = threading.Thread(
             target=self._poll_loop,
             name=f"flasfka-consumer-{self.topic}-{self.group}"[:60],
@@ -134,6 +140,8 @@ class GroupMember:
 
     def _end(self) -> None:
         """The thread is gone: give back the read-ahead share (reactor thread)."""
+        for answer in list(self._unanswered):
+            answer.errback(Unavailable("the consumer closed before its commit was answered"))
         self._drop_batch(self._buffer.clear())
         if self.on_revoke is not None:
             self.on_revoke(set(self._assigned))
@@ -197,7 +205,9 @@ class GroupMember:
         """Create, subscribe, poll until close() is called, then leave the group.
 
         consume never blocks: the thread waits on its command queue instead, which a commit
-        or close wakes at once.
+        or close wakes at once. Only a consume() brings a commit's answer, so the thread waits
+        less while one is awaited, and consumes one record at a time (at doubling intervals)
+        while its buffer is full: a few records past the bound, answered within ~1 ms.
         """
         call = self._reactor.callFromThread
         try:
@@ -209,12 +219,13 @@ class GroupMember:
                 on_lost=self._on_revoke,
             )
         except Exception as e:
-            self._commits.stop()
             call(self._fail, f"cannot create consumer: {describe(e)}")
             call(self._end)
             return
+        self._commits.bind(consumer)
         paused = False
         full_since: float | None = None
+        answer_wait, answer_at = _COMMIT_WAIT, 0.0
         try:
             while not self._stopping:
                 self._commands.run_queued()
@@ -238,20 +249,34 @@ class GroupMember:
                     paused = pause
                 if (paused or not full) and self._consume_once(consumer, call):
                     continue
-                self._commands.wait(_ACTIVE_WAIT if self._waiters or self.waiting else _IDLE_WAIT)
+                if not self._commits.waiting:
+                    wait = _ACTIVE_WAIT if self._waiters or self.waiting else _IDLE_WAIT
+                elif full and not paused:
+                    now = time.monotonic()
+                    if now >= answer_at:
+                        self._consume_once(consumer, call, most=1)
+                        answer_at = now + answer_wait
+                        answer_wait = min(answer_wait * 2, _IDLE_WAIT)
+                    wait = max(0.0, answer_at - now)
+                else:
+                    wait, answer_wait = _COMMIT_WAIT, _COMMIT_WAIT
+                self._commands.wait(wait)
         except Exception as e:  # a fatal librdkafka error: report it, leave the group
             call(self._fail, f"consumer failed: {describe(e)}")
         finally:
             self._commands.run_queued()
-            self._commits.stop()  # before the consumer is closed under a commit
+            self._finish_commits(consumer)
             try:
                 consumer.close()
             except Exception as e:
                 call(log.warn, "closing consumer {group}/{topic}: {e}", **self._ids(), e=e)
             call(self._end)
 
-    def _consume_once(self, consumer: Consumer, call: Callable[..., None]) -> bool:
-        """One non-blocking consume; hand records and partition ends to the reactor.
+    def _consume_once(
+        self, consumer: Consumer, call: Callable[..., None], most: int = _CONSUME_BATCH
+    ) -> bool:
+        """One non-blocking consume of up to most records; hand them and partition ends to
+        the reactor.
 
         The batch is sized to the room left in the read-ahead bound, so that a batch of
         large records overshoots it by one record at most.
@@ -261,8 +286,8 @@ class GroupMember:
             batch, granted = 1, 0
         else:
             record_cost = cost(1, record_size)
-            granted = self._share.reserve(record_cost * _CONSUME_BATCH)
-            batch = max(1, min(_CONSUME_BATCH, granted // record_cost))
+            granted = self._share.reserve(record_cost * most)
+            batch = max(1, min(most, granted // record_cost))
         messages = consumer.consume(batch, 0)
         if not messages:
             self._share.use(-granted)
@@ -278,22 +303,37 @@ class GroupMember:
         call(self._received, fetched, ends)
         return True
 
+    def _finish_commits(self, consumer: Consumer) -> None:
+        """Before the consumer closes: send what is queued and consume until every commit
+        is answered (or _FINISH_WAIT); records fetched meanwhile are dropped, uncommitted."""
+        deadline = time.monotonic() + _FINISH_WAIT
+        try:
+            self._commits.send_all()
+            while self._commits.waiting and time.monotonic() < deadline:
+                consumer.consume(_CONSUME_BATCH, _COMMIT_WAIT)
+        except Exception as e:
+            self._reactor.callFromThread(
+                log.warn, "consumer {group}/{topic}: {e}", **self._ids(), e=describe(e)
+            )
+        self._commits.fail_all("the consumer closed before the broker answered")
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Rebalance callback (poll thread): partitions were added."""
         self._repause = True
         self._reactor.callFromThread(self._assign, [p.partition for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Rebalance callback (poll thread): drop their buffered records, finish commits."""
+        """Rebalance callback (poll thread): drop their buffered records, send commits."""
         numbers = [p.partition for p in partitions]
         if self._stopping:
             self._reactor.callFromThread(self._revoke, numbers)
         else:
             # After this returns, no GET can take a record of these partitions; the commits
-            # of those already taken are queued, and run before the partitions are given up.
+            # of those already taken are queued, and sent before the partitions are given up
+            # (the coordinator answers them before the rebalance that follows).
             blockingCallFromThread(self._reactor, self._revoke, numbers)  # type: ignore[arg-type]
         self._commands.run_queued()
-        self._commits.drain()
+        self._commits.send_all()
 
     def _ids(self) -> dict[str, str]:
         return {"group": self.group, "topic": self.topic}
@@ -406,32 +446,24 @@ class GroupMember:
         self._hold(len(kept), size_of(kept))
 
     def commit_offsets(self, ends: dict[int, int]) -> Deferred[None]:
-        """Commit partition -> next offset to read, synchronously with the broker."""
+        """Commit partition -> next offset to read; fires once the broker answered."""
         if not ends:
             return succeed(None)
+        if self._closed.called:
+            return fail(Unavailable("the consumer is closed; nothing was committed"))
         ends = dict(ends)
         # Never move a partition's offset back: records put back after a commit (their GET
         # was cancelled) are behind what was already committed.
         committed = self._committed
         for partition, end in ends.items():
             ends[partition] = max(end, committed.get(partition, 0))
-        offsets = [TopicPartition(self.topic, p, end) for p, end in ends.items()]
-        d = self._commits.call(self._commit_blocking, offsets)
-        d.addCallback(lambda _: committed.update(ends))
-        return d
+        answer: Deferred[None] = Deferred()
+        self._unanswered.add(answer)
+        answer.addBoth(self._answered, answer)
+        answer.addCallback(lambda _: committed.update(ends))
+        self._commands.post(lambda: self._commits.ask(ends, answer))
+        return answer
 
-    def _commit_blocking(self, offsets: list[TopicPartition]) -> None:
-        """Commit offsets (commit thread) and raise Unavailable on any failure."""
-        consumer = self._consumer
-        if consumer is None or self._stopping:
-            raise Unavailable("the consumer is closing; nothing was committed")
-        what = f"commit offsets of {self.group}/{self.topic}"
-        try:
-            results = consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as e:
-            raise domain_error(e.args[0], what, True, 0) from None
-        except RuntimeError as e:
-            raise Unavailable(f"{what}: {e}") from None
-        for result in results or ():
-            if result.error is not None:
-                raise Unavailable(f"{what}: {describe(result.error)}")
+    def _answered(self, result: object, answer: Deferred[None]) -> object:
+        self._unanswered.discard(answer)
+        return result

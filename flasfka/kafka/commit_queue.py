@@ -1,0 +1,151 @@
+"""A group member's commits, sent without waiting and answered through ``on_commit``.
+
+confluent-kafka (2.16) lets one thread at a time into a Consumer: a synchronous commit made
+on another thread holds it for its whole round trip to the coordinator, and the poll
+thread's consume() waits at the gate meanwhile (retrying every millisecond), so fetching
+and committing ran in series. Every call on the consumer is therefore made on its poll
+thread, and a commit does not wait there: it is sent asynchronously and its answer comes
+back through the consumer's ``on_commit`` callback, which librdkafka calls from a later
+consume() on the same thread.
+
+One commit is in flight at a time, so that a commit retried inside librdkafka cannot land
+after a later one and move an offset back; what is asked meanwhile is merged (the furthest
+offset of each partition) into the next one. A revoke sends what is queued at once, behind
+the one in flight, before its partitions are given up.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from flasfka.errors import FlasfkaError, Unavailable
+from flasfka.kafka.errors import describe, domain_error
+from flasfka.reactor import ReactorLike
+
+log = Logger(namespace="flasfka.kafka.commit_queue")
+
+
+@dataclass
+class _Commit:
+    """Offsets (partition -> next offset to read) and who waits for them."""
+
+    offsets: dict[int, int]
+    answers: list[Deferred[None]] = field(default_factory=list)
+
+    def merge(self, offsets: dict[int, int], answer: Deferred[None]) -> None:
+        for partition, offset in offsets.items():
+            if offset > self.offsets.get(partition, -1):
+                self.offsets[partition] = offset
+        self.answers.append(answer)
+
+
+class CommitQueue:
+    """The commits of one consumer, on its poll thread; each answer fires in the reactor."""
+
+    def __init__(self, reactor: ReactorLike, topic: str, what: str) -> None:
+        self._reactor = reactor
+        self._topic = topic
+        self._what = what
+        self._consumer: Any = None
+        self._sent: deque[_Commit] = deque()
+        self._queued: _Commit | None = None
+
+    def bind(self, consumer: Any) -> None:
+        """The consumer to commit on, once the poll thread created it."""
+        self._consumer = consumer
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a commit is in flight or queued: the thread must consume to answer it."""
+        return bool(self._sent) or self._queued is not None
+
+    def ask(self, offsets: dict[int, int], answer: Deferred[None]) -> None:
+        """Commit offsets; answer fires (in the reactor) once the broker answered them."""
+        if self._queued is None:
+            self._queued = _Commit(dict(offsets), [answer])
+        else:
+            self._queued.merge(offsets, answer)
+        if not self._sent:
+            self._send_queued()
+
+    def send_all(self) -> None:
+        """Send what is queued now, even behind the commit in flight (revoke, close)."""
+        if self._queued is not None:
+            self._send_queued()
+
+    def answered(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """``on_commit`` (poll thread, inside consume()): answer the commit, send the next.
+
+        librdkafka answers one connection's requests in the order they were sent; a commit
+        is still matched by its offsets first, and never raises into consume()."""
+        try:
+            commit = self._match(partitions)
+            if commit is not None:
+                self._answer(commit, self._failure(error, partitions))
+            if not self._sent and self._queued is not None:
+                self._send_queued()
+        except Exception:
+            log.failure("answering a commit of {what}", what=self._what)
+
+    def fail_all(self, reason: str) -> None:
+        """Answer every commit still waiting with Unavailable (the consumer is closing)."""
+        waiting = list(self._sent) + ([self._queued] if self._queued is not None else [])
+        self._sent.clear()
+        self._queued = None
+        for commit in waiting:
+            self._answer(commit, Unavailable(f"{self._what}: {reason}"))
+
+    def _send_queued(self) -> None:
+        commit, self._queued = self._queued, None
+        assert commit is not None
+        offsets = [TopicPartition(self._topic, p, o) for p, o in commit.offsets.items()]
+        try:
+            if self._consumer is None:
+                raise RuntimeError("the consumer is not created yet")
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as e:
+            self._answer(commit, domain_error(e.args[0], self._what, True, 0))
+        except RuntimeError as e:  # the consumer is closed
+            self._answer(commit, Unavailable(f"{self._what}: {e}"))
+        else:
+            self._sent.append(commit)
+
+    def _match(self, partitions: list[TopicPartition]) -> _Commit | None:
+        """The commit in flight these partitions answer: the one with the same offsets, else
+        the oldest."""
+        offsets = {tp.partition: tp.offset for tp in partitions or ()}
+        for i, commit in enumerate(self._sent):
+            if commit.offsets == offsets:
+                del self._sent[i]
+                return commit
+        return self._sent.popleft() if self._sent else None
+
+    def _failure(
+        self, error: KafkaError | None, partitions: list[TopicPartition]
+    ) -> FlasfkaError | None:
+        if error is not None:
+            return domain_error(error, self._what, True, 0)
+        for tp in partitions or ():
+            if tp.error is not None:
+                return Unavailable(f"{self._what}: {describe(tp.error)}")
+        return None
+
+    def _answer(self, commit: _Commit, failure: FlasfkaError | None) -> None:
+        for answer in commit.answers:
+            self._reactor.callFromThread(_fire, answer, failure)
+
+
+def _fire(answer: Deferred[None], failure: FlasfkaError | None) -> None:
+    """Fire one commit's answer (reactor thread), unless the member's end already did."""
+    if answer.called:
+        return
+    if failure is None:
+        answer.callback(None)
+    else:
+        answer.errback(failure)

@@ -1,0 +1,127 @@
+"""The commit queue: one async commit in flight, the rest merged; answers from on_commit."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from twisted.internet.defer import Deferred
+
+from flasfka.errors import Unavailable
+from flasfka.kafka.commit_queue import CommitQueue
+
+
+class ImmediateReactor:
+    """callFromThread runs the call at once: the test is both threads."""
+
+    def callFromThread(self, f, *args, **kwargs):  # noqa: N802
+        f(*args, **kwargs)
+
+
+class RecordingConsumer:
+    """Records each asynchronous commit; raises the next error it is given."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[int, int]] = []
+        self.raises: Exception | None = None
+
+    def commit(self, offsets, asynchronous):
+        assert asynchronous is True
+        if self.raises is not None:
+            error, self.raises = self.raises, None
+            raise error
+        self.sent.append({tp.partition: tp.offset for tp in offsets})
+
+
+def queue_and_consumer() -> tuple[CommitQueue, RecordingConsumer]:
+    commits = CommitQueue(ImmediateReactor(), "t", "commit offsets of g/t")  # type: ignore[arg-type]
+    consumer = RecordingConsumer()
+    commits.bind(consumer)
+    return commits, consumer
+
+
+def outcome(d: Deferred) -> list:
+    out: list = []
+    d.addBoth(out.append)
+    return out
+
+
+def parts(offsets: dict[int, int], error: KafkaError | None = None) -> list:
+    """What on_commit gets: TopicPartitions, or (with a per-partition error, which a
+    TopicPartition cannot be built with) objects with the same attributes."""
+    if error is None:
+        return [TopicPartition("t", p, o) for p, o in offsets.items()]
+    return [SimpleNamespace(partition=p, offset=o, error=error) for p, o in offsets.items()]
+
+
+def test_one_commit_in_flight_the_rest_merged_into_the_next():
+    commits, consumer = queue_and_consumer()
+    first, second, third = Deferred(), Deferred(), Deferred()
+    commits.ask({0: 10}, first)
+    commits.ask({0: 20, 1: 5}, second)
+    commits.ask({0: 15, 1: 7}, third)
+    assert consumer.sent == [{0: 10}]  # the others wait for its answer
+    assert commits.waiting
+    done = [outcome(first), outcome(second), outcome(third)]
+    commits.answered(None, parts({0: 10}))
+    assert done[0] == [None] and done[1] == [] and done[2] == []
+    assert consumer.sent == [{0: 10}, {0: 20, 1: 7}]  # furthest offset of each partition
+    commits.answered(None, parts({0: 20, 1: 7}))
+    assert done == [[None], [None], [None]]
+    assert not commits.waiting
+
+
+def test_a_refused_commit_fails_its_answers_and_the_next_is_still_sent():
+    commits, consumer = queue_and_consumer()
+    first, second = Deferred(), Deferred()
+    commits.ask({0: 10}, first)
+    commits.ask({0: 11}, second)
+    done = [outcome(first), outcome(second)]
+    commits.answered(KafkaError(KafkaError.REBALANCE_IN_PROGRESS), [])
+    assert len(done[0]) == 1 and "rebalancing" in done[0][0].value.message
+    assert consumer.sent == [{0: 10}, {0: 11}]
+    error = KafkaError(KafkaError.UNKNOWN_MEMBER_ID)
+    commits.answered(None, parts({0: 11}, error))
+    assert done[1][0].check(Unavailable)
+    assert not commits.waiting
+
+
+def test_a_commit_the_consumer_refuses_at_once_is_answered_at_once():
+    commits, consumer = queue_and_consumer()
+    consumer.raises = KafkaException(KafkaError(KafkaError._STATE))
+    refused, closed, later = Deferred(), Deferred(), Deferred()
+    commits.ask({0: 1}, refused)
+    assert outcome(refused)[0].check(Exception) and not commits.waiting
+    consumer.raises = RuntimeError("Consumer closed")
+    commits.ask({0: 2}, closed)
+    assert "Consumer closed" in outcome(closed)[0].value.message
+    commits.ask({0: 3}, later)
+    assert consumer.sent == [{0: 3}]
+
+
+def test_send_all_sends_behind_the_one_in_flight_and_answers_match_by_offsets():
+    commits, consumer = queue_and_consumer()
+    first, second = Deferred(), Deferred()
+    commits.ask({0: 10}, first)
+    commits.ask({1: 4}, second)
+    commits.send_all()  # a revoke: the queued commit goes now
+    assert consumer.sent == [{0: 10}, {1: 4}]
+    done = [outcome(first), outcome(second)]
+    commits.answered(None, parts({1: 4}))  # answered out of order
+    assert done == [[], [None]]
+    commits.answered(None, parts({0: 10}))
+    assert done == [[None], [None]]
+
+
+def test_fail_all_answers_what_is_in_flight_and_queued_and_stray_answers_are_ignored():
+    commits, _ = queue_and_consumer()
+    first, second = Deferred(), Deferred()
+    commits.ask({0: 10}, first)
+    commits.ask({0: 12}, second)
+    done = [outcome(first), outcome(second)]
+    commits.fail_all("the consumer closed before the broker answered")
+    assert all(d[0].check(Unavailable) for d in done)
+    assert "closed before the broker answered" in done[1][0].value.message
+    assert not commits.waiting
+    commits.answered(None, parts({0: 10}))  # late: nothing waits for it, nothing raises
+    commits.answered(None, None)  # type: ignore[arg-type]
