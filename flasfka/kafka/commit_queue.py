@@ -55,6 +55,8 @@ class CommitQueue:
         self._consumer: Any = None
         self._sent: deque[_Commit] = deque()
         self._queued: _Commit | None = None
+        #: How many commits were sent: a new one is in flight when this changes.
+        self.sent = 0
 
     def bind(self, consumer: Any) -> None:
         """The consumer to commit on, once the poll thread created it."""
@@ -115,6 +117,7 @@ class CommitQueue:
             self._answer(commit, Unavailable(f"{self._what}: {e}"))
         else:
             self._sent.append(commit)
+            self.sent += 1
 
     def _match(self, partitions: list[TopicPartition]) -> _Commit | None:
         """The commit in flight these partitions answer: the one with the same offsets, else

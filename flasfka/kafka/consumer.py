@@ -42,8 +42,11 @@ _IDLE_WAIT = 0.05
 #: The same while a GET waits for messages.
 _ACTIVE_WAIT = 0.005
 #: The same while a commit waits for its answer, which only a consume() brings; with the
-#: buffer full, the wait between two one-record consumes doubles from this up to _IDLE_WAIT.
+#: buffer full, also the wait between two one-record consumes (each one past the bound).
 _COMMIT_WAIT = 0.001
+#: One-record consumes at _COMMIT_WAIT for one commit (a round trip takes ~2 ms); the wait
+#: then doubles up to _IDLE_WAIT, so that an unanswered commit takes few records past the bound.
+_QUICK_ANSWERS = 16
 #: How long a closing consumer serves the answers of its last commits before it closes.
 _FINISH_WAIT = 5.0
 #: How long a consumer's buffer stays full before its partitions are paused.
@@ -206,8 +209,9 @@ class GroupMember:
 
         consume never blocks: the thread waits on its command queue instead, which a commit
         or close wakes at once. Only a consume() brings a commit's answer, so the thread waits
-        less while one is awaited, and consumes one record at a time (at doubling intervals)
-        while its buffer is full: a few records past the bound, answered within ~1 ms.
+        less while one is awaited, and consumes one record at a time while its buffer is full
+        (every 1 ms for the first _QUICK_ANSWERS of each commit sent, then at doubling
+        intervals): a few records past the bound, and an answer within ~1 ms of its arrival.
         """
         call = self._reactor.callFromThread
         try:
@@ -225,7 +229,9 @@ class GroupMember:
         self._commits.bind(consumer)
         paused = False
         full_since: float | None = None
-        answer_wait, answer_at = _COMMIT_WAIT, 0.0
+        #: While full: when to consume one record next for a commit's answer, how many
+        #: one-record consumes that commit had, and which commit it is (the count sent).
+        answer_at, answer_tries, answering = 0.0, 0, -1
         try:
             while not self._stopping:
                 self._commands.run_queued()
@@ -253,13 +259,16 @@ class GroupMember:
                     wait = _ACTIVE_WAIT if self._waiters or self.waiting else _IDLE_WAIT
                 elif full and not paused:
                     now = time.monotonic()
+                    if self._commits.sent != answering:  # another commit: start again
+                        answer_at, answer_tries, answering = now, 0, self._commits.sent
                     if now >= answer_at:
                         self._consume_once(consumer, call, most=1)
-                        answer_at = now + answer_wait
-                        answer_wait = min(answer_wait * 2, _IDLE_WAIT)
+                        answer_tries += 1
+                        slower = 2 ** min(6, max(0, answer_tries - _QUICK_ANSWERS))
+                        answer_at = now + min(_COMMIT_WAIT * slower, _IDLE_WAIT)
                     wait = max(0.0, answer_at - now)
                 else:
-                    wait, answer_wait = _COMMIT_WAIT, _COMMIT_WAIT
+                    wait, answering = _COMMIT_WAIT, -1
                 self._commands.wait(wait)
         except Exception as e:  # a fatal librdkafka error: report it, leave the group
             call(self._fail, f"consumer failed: {describe(e)}")

@@ -66,9 +66,11 @@ def test_one_commit_in_flight_the_rest_merged_into_the_next():
     commits.answered(None, parts({0: 10}))
     assert done[0] == [None] and done[1] == [] and done[2] == []
     assert consumer.sent == [{0: 10}, {0: 20, 1: 7}]  # furthest offset of each partition
+    assert commits.sent == 2  # the poll thread's cue that another commit is in flight
     commits.answered(None, parts({0: 20, 1: 7}))
     assert done == [[None], [None], [None]]
     assert not commits.waiting
+    assert commits.sent == 2
 
 
 def test_a_refused_commit_fails_its_answers_and_the_next_is_still_sent():
@@ -97,6 +99,7 @@ def test_a_commit_the_consumer_refuses_at_once_is_answered_at_once():
     assert "Consumer closed" in outcome(closed)[0].value.message
     commits.ask({0: 3}, later)
     assert consumer.sent == [{0: 3}]
+    assert commits.sent == 1  # only the commit that left counts
 
 
 def test_send_all_sends_behind_the_one_in_flight_and_answers_match_by_offsets():
