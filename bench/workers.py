@@ -144,7 +144,11 @@ def measure(workers: int, broker: str, topic: str, bodies: dict[str, str], logs:
             )
             f[f"{key}_cpu_us"] = (cpu_seconds(pids) - before) * 1e6 / paced.ok
             f[f"{key}_paced_rps"] = paced.rate
-        for group, paced_rate in ((f"full{workers}", 0), (f"paced{workers}", PACED["get1000"])):
+        # Groups of their own each run: a group of an earlier run would start where it
+        # stopped, and on a fast machine two full-speed runs read the whole topic.
+        run = uuid.uuid4().hex[:6]
+        groups = ((f"full{workers}-{run}", 0), (f"paced{workers}-{run}", PACED["get1000"]))
+        for group, paced_rate in groups:
             path = f"/{topic}/{group}/"
             _joined(base, path, workers)
             before = cpu_seconds(pids)
