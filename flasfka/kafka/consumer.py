@@ -339,7 +339,7 @@ class GroupMember:
         else:
             # After this returns, no GET can take a record of these partitions; the commits
             # of those already taken are queued, and sent before the partitions are given up
-            # (the coordinator answers them before the rebalance that follows).
+            # (on the coordinator's connection, ahead of the member's rejoin).
             blockingCallFromThread(self._reactor, self._revoke, numbers)  # type: ignore[arg-type]
         self._commands.run_queued()
         self._commits.send_all()
@@ -474,5 +474,6 @@ class GroupMember:
         return answer
 
     def _answered(self, result: object, answer: Deferred[None]) -> object:
+        """A commit's answer came (or _end failed it): nothing is left to fail for it."""
         self._unanswered.discard(answer)
         return result
