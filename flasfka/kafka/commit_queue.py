@@ -12,11 +12,17 @@ One commit is in flight at a time, so that a commit retried inside librdkafka ca
 after a later one and move an offset back; what is asked meanwhile is merged (the furthest
 offset of each partition) into the next one. A revoke sends what is queued at once, behind
 the one in flight, before its partitions are given up.
+
+Only a consume() brings an answer, so the queue also paces the poll thread's consumes while
+one is awaited: every ANSWER_WAIT, and, with the read-ahead full, one record at a time (each
+one past the bound) at doubling intervals once the first _QUICK_ANSWERS went unanswered.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +35,16 @@ from flasfka.kafka.errors import describe, domain_error
 from flasfka.reactor import ReactorLike
 
 log = Logger(namespace="flasfka.kafka.commit_queue")
+
+#: How long the poll thread waits between consumes while a commit waits for its answer.
+ANSWER_WAIT = 0.001
+#: With the read-ahead full, one-record consumes every ANSWER_WAIT for one commit (a round
+#: trip takes ~2 ms); then the wait doubles up to _SLOWEST_WAIT, so that an unanswered
+#: commit takes few records past the bound.
+_QUICK_ANSWERS = 16
+_SLOWEST_WAIT = 0.05
+#: How long a closing consumer serves the answers of its last commits before it closes.
+_FINISH_WAIT = 5.0
 
 
 @dataclass
@@ -57,6 +73,9 @@ class CommitQueue:
         self._queued: _Commit | None = None
         #: How many commits were sent: a new one is in flight when this changes.
         self.sent = 0
+        #: While the read-ahead is full: the commit (the count sent) whose answer the
+        #: one-record consumes are for, how many it had, and when the next one is due.
+        self._paced, self._tries, self._due = -1, 0, 0.0
 
     def bind(self, consumer: Any) -> None:
         """The consumer to commit on, once the poll thread created it."""
@@ -94,6 +113,37 @@ class CommitQueue:
                 self._send_queued()
         except Exception:
             log.failure("answering a commit of {what}", what=self._what)
+
+    def wait_full(self, now: float, consume_one: Callable[[], object]) -> float:
+        """The read-ahead is full and a commit waits: consume one record if one is due
+        (poll thread); how long to wait before the next."""
+        if self.sent != self._paced:  # another commit in flight: quick again
+            self._paced, self._tries, self._due = self.sent, 0, now
+        if now >= self._due:
+            consume_one()
+            self._tries += 1
+            slower = 2 ** min(6, max(0, self._tries - _QUICK_ANSWERS))
+            self._due = now + min(ANSWER_WAIT * slower, _SLOWEST_WAIT)
+        return max(0.0, self._due - now)
+
+    def wait_with_room(self) -> float:
+        """A commit waits and the thread may consume whole batches (room, or paused): how
+        long to wait before the next; the next full spell starts quick again."""
+        self._paced = -1
+        return ANSWER_WAIT
+
+    def finish(self, batch: int) -> None:
+        """Before the consumer closes (poll thread): send what is queued and consume (batch
+        records a call, dropped, uncommitted) until every commit is answered or _FINISH_WAIT
+        passed; the rest fail."""
+        deadline = time.monotonic() + _FINISH_WAIT
+        try:
+            self.send_all()
+            while self.waiting and time.monotonic() < deadline:
+                self._consumer.consume(batch, ANSWER_WAIT)
+        except Exception as e:
+            self._reactor.callFromThread(log.warn, "{what}: {e}", what=self._what, e=describe(e))
+        self.fail_all("the consumer closed before the broker answered")
 
     def fail_all(self, reason: str) -> None:
         """Answer every commit still waiting with Unavailable (the consumer is closing)."""

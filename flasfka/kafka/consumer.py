@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -41,14 +42,6 @@ _CONSUME_BATCH = 2500
 _IDLE_WAIT = 0.05
 #: The same while a GET waits for messages.
 _ACTIVE_WAIT = 0.005
-#: The same while a commit waits for its answer, which only a consume() brings; with the
-#: buffer full, also the wait between two one-record consumes (each one past the bound).
-_COMMIT_WAIT = 0.001
-#: One-record consumes at _COMMIT_WAIT for one commit (a round trip takes ~2 ms); the wait
-#: then doubles up to _IDLE_WAIT, so that an unanswered commit takes few records past the bound.
-_QUICK_ANSWERS = 16
-#: How long a closing consumer serves the answers of its last commits before it closes.
-_FINISH_WAIT = 5.0
 #: How long a consumer's buffer stays full before its partitions are paused.
 _PAUSE_AFTER = 1.0
 
@@ -208,10 +201,9 @@ class GroupMember:
         """Create, subscribe, poll until close() is called, then leave the group.
 
         consume never blocks: the thread waits on its command queue instead, which a commit
-        or close wakes at once. Only a consume() brings a commit's answer, so the thread waits
-        less while one is awaited, and consumes one record at a time while its buffer is full
-        (every 1 ms for the first _QUICK_ANSWERS of each commit sent, then at doubling
-        intervals): a few records past the bound, and an answer within ~1 ms of its arrival.
+        or close wakes at once. Only a consume() brings a commit's answer, so while one is
+        awaited the commit queue paces the waits, and with the buffer full consumes one
+        record at a time: a few records past the bound, answered within ~1 ms.
         """
         call = self._reactor.callFromThread
         try:
@@ -229,9 +221,6 @@ class GroupMember:
         self._commits.bind(consumer)
         paused = False
         full_since: float | None = None
-        #: While full: when to consume one record next for a commit's answer, how many
-        #: one-record consumes that commit had, and which commit it is (the count sent).
-        answer_at, answer_tries, answering = 0.0, 0, -1
         try:
             while not self._stopping:
                 self._commands.run_queued()
@@ -258,23 +247,16 @@ class GroupMember:
                 if not self._commits.waiting:
                     wait = _ACTIVE_WAIT if self._waiters or self.waiting else _IDLE_WAIT
                 elif full and not paused:
-                    now = time.monotonic()
-                    if self._commits.sent != answering:  # another commit: start again
-                        answer_at, answer_tries, answering = now, 0, self._commits.sent
-                    if now >= answer_at:
-                        self._consume_once(consumer, call, most=1)
-                        answer_tries += 1
-                        slower = 2 ** min(6, max(0, answer_tries - _QUICK_ANSWERS))
-                        answer_at = now + min(_COMMIT_WAIT * slower, _IDLE_WAIT)
-                    wait = max(0.0, answer_at - now)
+                    one = partial(self._consume_once, consumer, call, most=1)
+                    wait = self._commits.wait_full(time.monotonic(), one)
                 else:
-                    wait, answering = _COMMIT_WAIT, -1
+                    wait = self._commits.wait_with_room()
                 self._commands.wait(wait)
         except Exception as e:  # a fatal librdkafka error: report it, leave the group
             call(self._fail, f"consumer failed: {describe(e)}")
         finally:
             self._commands.run_queued()
-            self._finish_commits(consumer)
+            self._commits.finish(_CONSUME_BATCH)
             try:
                 consumer.close()
             except Exception as e:
@@ -311,20 +293,6 @@ class GroupMember:
         self._hold(len(fetched), size, granted)  # the reservation becomes the real size
         call(self._received, fetched, ends)
         return True
-
-    def _finish_commits(self, consumer: Consumer) -> None:
-        """Before the consumer closes: send what is queued and consume until every commit
-        is answered (or _FINISH_WAIT); records fetched meanwhile are dropped, uncommitted."""
-        deadline = time.monotonic() + _FINISH_WAIT
-        try:
-            self._commits.send_all()
-            while self._commits.waiting and time.monotonic() < deadline:
-                consumer.consume(_CONSUME_BATCH, _COMMIT_WAIT)
-        except Exception as e:
-            self._reactor.callFromThread(
-                log.warn, "consumer {group}/{topic}: {e}", **self._ids(), e=describe(e)
-            )
-        self._commits.fail_all("the consumer closed before the broker answered")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Rebalance callback (poll thread): partitions were added."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from twisted.internet.defer import Deferred
 
@@ -128,3 +129,78 @@ def test_fail_all_answers_what_is_in_flight_and_queued_and_stray_answers_are_ign
     assert not commits.waiting
     commits.answered(None, parts({0: 10}))  # late: nothing waits for it, nothing raises
     commits.answered(None, None)  # type: ignore[arg-type]
+
+
+def test_a_full_member_consumes_one_record_a_millisecond_then_ever_less_often():
+    commits, _ = queue_and_consumer()
+    consumed: list[None] = []
+
+    def one() -> None:
+        consumed.append(None)
+
+    commits.ask({0: 10}, Deferred())
+    now, waits = 0.0, []
+    for _ in range(24):
+        waits.append(commits.wait_full(now, one))
+        now += waits[-1]
+    assert waits[:16] == pytest.approx([0.001] * 16)  # quick while an answer is likely
+    assert waits[16:] == pytest.approx([0.002, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05, 0.05])
+    assert len(consumed) == 24  # one record each time it was due, no more
+    assert commits.wait_full(now - 0.01, one) > 0  # not due yet
+    assert len(consumed) == 24
+    commits.answered(None, parts({0: 10}))
+    commits.ask({0: 11}, Deferred())  # another commit in flight: quick again at once
+    assert commits.wait_full(now, one) == pytest.approx(0.001)
+    assert len(consumed) == 25
+
+
+def test_room_in_the_buffer_starts_the_next_full_spell_quick_again():
+    commits, _ = queue_and_consumer()
+    commits.ask({0: 10}, Deferred())
+    now = 0.0
+    for _ in range(20):
+        now += commits.wait_full(now, lambda: None)
+    assert commits.wait_full(now, lambda: None) > 0.002
+    assert commits.wait_with_room() == 0.001
+    assert commits.wait_full(now, lambda: None) == pytest.approx(0.001)
+
+
+class AnsweringConsumer(RecordingConsumer):
+    """consume() brings the answers of the commits sent so far, as librdkafka's does."""
+
+    def __init__(self, commits: CommitQueue) -> None:
+        super().__init__()
+        self.commits = commits
+        self.answering = True
+        self.consumes = 0
+
+    def consume(self, batch, timeout):
+        self.consumes += 1
+        while self.answering and self.sent:
+            self.commits.answered(None, parts(self.sent.pop(0)))
+        return []
+
+
+def test_finish_sends_what_is_queued_and_consumes_until_every_commit_is_answered():
+    commits = CommitQueue(ImmediateReactor(), "t", "commit offsets of g/t")  # type: ignore[arg-type]
+    consumer = AnsweringConsumer(commits)
+    commits.bind(consumer)
+    first, second = Deferred(), Deferred()
+    commits.ask({0: 10}, first)
+    commits.ask({0: 12}, second)
+    done = [outcome(first), outcome(second)]
+    commits.finish(2500)
+    assert done == [[None], [None]] and not commits.waiting
+
+
+def test_finish_fails_what_the_broker_does_not_answer_in_time(monkeypatch):
+    monkeypatch.setattr("flasfka.kafka.commit_queue._FINISH_WAIT", 0.02)
+    commits = CommitQueue(ImmediateReactor(), "t", "commit offsets of g/t")  # type: ignore[arg-type]
+    consumer = AnsweringConsumer(commits)
+    consumer.answering = False
+    commits.bind(consumer)
+    answer = Deferred()
+    commits.ask({0: 10}, answer)
+    commits.finish(2500)
+    assert consumer.consumes >= 1
+    assert outcome(answer)[0].check(Unavailable) and not commits.waiting
