@@ -7,8 +7,9 @@ not serve get a JSON error saying what to send instead.
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from klein import Klein
 from twisted.internet.defer import Deferred
@@ -23,6 +24,7 @@ from flasfka.errors import FlasfkaError
 from flasfka.http.auth import Guard
 from flasfka.http.cors import Cors
 from flasfka.http.hot import HotPath
+from flasfka.http.parsing import check_topic
 from flasfka.http.rendering import JSON, error_body, json_error
 from flasfka.http.routes import ROUTES, allowed_methods, is_own_path
 
@@ -41,6 +43,9 @@ def klein_app(handlers: dict[str, object]) -> Klein:
     """A Klein app with one route per row of the route table, and JSON for every error."""
     app = Klein()
     app.url_map.converters["text"] = TextConverter
+    # "/t/g%2F/" is key "g/" of topic t, not a redirect to "/t/g/" (werkzeug matches the
+    # decoded path, where the encoded slash looks like two).
+    app.url_map.merge_slashes = False
     for route in ROUTES:
         owner, name = route.handler.split(".")
         endpoint = getattr(handlers[owner], name)
@@ -52,7 +57,7 @@ def klein_app(handlers: dict[str, object]) -> Klein:
 
     @app.handle_errors(RequestRedirect)
     def redirect(request: IRequest, failure: Failure) -> bytes:
-        target = failure.value.new_url  # type: ignore[union-attr]
+        target = redirect_target(request, failure.value.new_url)  # type: ignore[union-attr]
         request.setResponseCode(308)
         request.setHeader(b"Location", target.encode())
         return _error(request, 308, f"a topic path ends in '/': use {target}")
@@ -71,6 +76,35 @@ def klein_app(handlers: dict[str, object]) -> Klein:
         )
 
     return app
+
+
+#: A Host header that can stand in a URL as it is: a name or an address, with a port.
+_HOST = re.compile(rb"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def redirect_target(request: IRequest, canonical: str) -> str:
+    """Where a path without its trailing slash is redirected: the canonical path werkzeug
+    found, with the request's query string (a redirect must not turn ?ack=explicit into an
+    at-most-once read), on the scheme and Host the client used (werkzeug would name the
+    listener's port, wrong behind a proxy); a path alone if the Host is unusable."""
+    path = urlsplit(canonical).path
+    _, question, query = request.uri.partition(b"?")
+    if question:
+        path += "?" + query.decode("ascii", "replace")
+    host = request.getHeader(b"host")
+    if host is None or not _HOST.fullmatch(host):
+        return path
+    scheme = "https" if request.isSecure() else "http"
+    return f"{scheme}://{host.decode('ascii')}{path}"
+
+
+def _encoded_slash_in_topic(path: bytes) -> str | None:
+    """The topic of a path whose first segment holds an encoded '/' (which Klein, matching
+    the decoded path, would split into a topic and a key), else None."""
+    first = path[1:].split(b"/", 1)[0]
+    if b"%2f" not in first.lower():
+        return None
+    return unquote_to_bytes(first).decode("utf-8")
 
 
 def _not_allowed(request: IRequest, methods: list[str]) -> bytes:
@@ -142,6 +176,12 @@ class GatewayRoot(Resource):
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return _error(request, 400, "the path is not UTF-8 once percent-decoded")
+        topic = _encoded_slash_in_topic(request.path)
+        if topic is not None:
+            try:
+                check_topic(topic)
+            except FlasfkaError as e:
+                return _error(request, 400, e.message)
         methods = allowed_methods(request.path)
         if request.method == b"OPTIONS":
             request.setResponseCode(204)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest_twisted
+import treq
 
 from flasfka import __version__
 from tests.support.helpers import collect, get, post, post_messages, read_topic
@@ -105,6 +106,42 @@ async def test_topic_without_slash_redirects(server):
     response = await post(server.url, f"/{topic}", {"messages": []}, allow_redirects=False)
     assert response.code in (301, 308)
     assert response.headers.getRawHeaders("Location")[0].endswith(f"/{topic}/")
+
+
+@pytest_twisted.ensureDeferred
+async def test_redirect_keeps_the_query_and_the_host_the_client_used(server):
+    """Following the redirect of /{topic}/{group}?ack=explicit must not make it a plain
+    (committing) GET; the Location names the Host sent, not the listener's port."""
+    topic, group = unique(), unique("g")
+    await post_messages(server.url, f"/{topic}/", ["a", "b"])
+    path = f"/{topic}/{group}?limit=1&ack=explicit"
+    response = await treq.get(server.url + path, allow_redirects=False)
+    assert response.code == 308
+    target = response.headers.getRawHeaders("Location")[0]
+    assert target == f"{server.url}/{topic}/{group}/?limit=1&ack=explicit"
+    followed = await treq.get(server.url + path)  # treq follows the 308
+    body = await followed.json()
+    assert (followed.code, body["messages"]) == (200, ["a"]) and body["cursor"], body
+    proxied = await treq.get(
+        server.url + f"/{topic}", headers={"Host": "[::1]:8443"}, allow_redirects=False
+    )
+    assert proxied.headers.getRawHeaders("Location") == [f"http://[::1]:8443/{topic}/"]
+    odd = await treq.get(server.url + f"/{topic}", headers={"Host": "a b"}, allow_redirects=False)
+    assert odd.headers.getRawHeaders("Location") == [f"/{topic}/"]  # not a URL: the path
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_encoded_slash_is_never_a_segment_boundary(server, broker):
+    """%2F in the topic segment is an invalid topic name (not topic and key); in a key it
+    stays in the key, doubled slashes included."""
+    topic = unique()
+    response = await post(server.url, f"/{topic}%2Fk/", {"messages": ["x"]})
+    body = await response.json()
+    assert response.code == 400 and f"invalid topic name '{topic}/k'" in body["error"], body
+    response = await post(server.url, "/%2F/", {"messages": ["x"]})
+    assert response.code == 400
+    assert (await post(server.url, f"/{topic}/a%2F%2Fb/", {"messages": ["y"]})).code == 204
+    assert await read_topic(broker.address, topic) == [(b"a//b", b"y")]
 
 
 @pytest_twisted.ensureDeferred
