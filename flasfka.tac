@@ -5,9 +5,8 @@ import shlex
 
 from twisted.application.service import Application
 
-from flasfka.app.tap import Options, makeService
+from flasfka.app.tap import makeService, options_from
 
-options = Options()
-options.parseOptions(shlex.split(os.environ.get("FLASFKA_OPTIONS", "")))
+options = options_from(shlex.split(os.environ.get("FLASFKA_OPTIONS", "")), "flasfka.tac")
 application = Application("flasfka")
 makeService(options).setServiceParent(application)

@@ -8,7 +8,7 @@ from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 
 from flasfka.app.logs import stdout_observer
-from flasfka.app.tap import Options, makeService
+from flasfka.app.tap import Options, service_from
 
 log = Logger(namespace="flasfka")
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
 
     try:
-        service = makeService(options, reactor)
+        service = service_from(options, reactor)
     except usage.UsageError as e:
         print(f"flasfka-serve: {e}", file=sys.stderr)
         raise SystemExit(2) from None

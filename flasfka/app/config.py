@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from flasfka.errors import FlasfkaError
+from flasfka.http.parsing import check_group
 from flasfka.kafka.settings import FIXED_PRODUCER_SETTINGS
 from flasfka.security.acl import Acl, BadRule
 from flasfka.security.hashing import BadHash, check_password_hash, check_token_hash
@@ -144,6 +147,9 @@ class Config:
             "AUTH_FAILURE_WINDOW",
             "AUTH_TRACKED_ADDRESSES",
         )
+        for key, expected in _FIELD_TYPES.items():  # NaN would pass every range check below
+            if str(expected) == "float" and not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"{source}: {key} must be a finite number")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{source}: {key} must be > 0")
@@ -170,6 +176,10 @@ class Config:
             raise ConfigError(
                 f"{source}: DEAD_LETTER_TOPIC must be a topic name, with {{topic}} at most"
             )
+        try:
+            check_group(self.DEFAULT_GROUP)
+        except FlasfkaError as e:
+            raise ConfigError(f"{source}: DEFAULT_GROUP: {e.message}") from None
         if self.LOG_FORMAT not in ("text", "json"):
             raise ConfigError(f"{source}: LOG_FORMAT must be 'text' or 'json'")
         for key in ("KAFKA_CONFIG", "PRODUCER_CONFIG", "CONSUMER_CONFIG"):
@@ -288,15 +298,16 @@ def load_config(path: str | None = None) -> Config:
     if path is None:
         return Config()
     try:
-        with open(path, encoding="utf-8") as f:
-            source = f.read()
+        with open(path, "rb") as f:  # compile() decodes it as Python does (UTF-8, or the
+            source = f.read()  # encoding its coding line names)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
     namespace: dict[str, Any] = {"__file__": path}
     try:
         code = compile(source, path, "exec")
-    except SyntaxError as e:
-        raise ConfigError(f"{path}: syntax error at line {e.lineno}: {e.msg}") from None
+    except SyntaxError as e:  # also bytes that are not text in its encoding, a NUL byte
+        where = f" at line {e.lineno}" if e.lineno else ""
+        raise ConfigError(f"{path}: syntax error{where}: {e.msg}") from None
     try:
         exec(code, namespace)
     except Exception as e:

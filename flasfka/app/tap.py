@@ -49,10 +49,30 @@ class Options(usage.Options):
             self["endpoint"] = port
 
 
+def options_from(argv: list[str], who: str = "flasfka") -> Options:
+    """Options parsed from argv; a bad one ends the process with one line (the .tac)."""
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        raise SystemExit(f"{who}: {e}") from None
+    return options
+
+
 def makeService(options: Options, reactor: Any = None) -> Flasfka:  # noqa: N802
+    """twistd's entry (the plugin, the .tac): service_from, a config or build error ending
+    the process with one line (twistd would print a traceback of a UsageError here)."""
+    try:
+        return service_from(options, reactor)
+    except usage.UsageError as e:
+        raise SystemExit(f"flasfka: {e}") from None
+
+
+def service_from(options: Options, reactor: Any = None) -> Flasfka:
     """Build flasfka from the options: [embedded broker], the Kafka side, the listener.
 
     With more than one worker (--workers, WORKERS), the parent of the workers instead.
+    Raises UsageError for a config or build error.
     """
     if reactor is None:
         from twisted.internet import reactor  # twistd's reactor, installed by now

@@ -161,6 +161,38 @@ async def test_tac_serves_on_the_embedded_broker(venv_bin, tmp_path):
     await threads.deferToThread(round_trip, command, port, env, tmp_path, TWISTD_EXIT_CODES)
 
 
+@pytest_twisted.ensureDeferred
+async def test_twistd_and_the_tac_stop_on_a_bad_config_with_one_line(venv_bin, tmp_path):
+    config = tmp_path / "bad.py"
+    config.write_text("CONSUMR_LIMIT = 5\n")
+    tac = tmp_path / "flasfka.tac"
+    tac.write_text((ROOT / "flasfka.tac").read_text())
+    runs = [
+        ([str(venv_bin / "twistd"), "-n", "--pidfile=", "flasfka", "--config", str(config)], {}),
+        (
+            [str(venv_bin / "twistd"), "-n", "--pidfile=", "-y", str(tac)],
+            {"FLASFKA_CONFIG": str(config)},
+        ),
+        (
+            [str(venv_bin / "twistd"), "-n", "--pidfile=", "-y", str(tac)],
+            {"FLASFKA_OPTIONS": "-w x"},
+        ),
+    ]
+    for command, extra in runs:
+        result = await threads.deferToThread(
+            subprocess.run,
+            command,
+            capture_output=True,
+            text=True,
+            env=installed_env(venv_bin, **extra),
+            cwd=str(tmp_path),
+            timeout=60,
+        )
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1, (command, result.stderr)
+        assert "unknown key CONSUMR_LIMIT" in lines[0] or "--workers must be" in lines[0], lines
+
+
 def readme_curl_commands() -> list[str]:
     """The curl command lines of README.rst's usage section, in order."""
     text = (ROOT / "README.rst").read_text()

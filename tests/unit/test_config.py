@@ -64,6 +64,10 @@ def test_explicit_path_wins_over_the_environment(tmp_path, monkeypatch):
             "KAFKA_CONFIG cannot set enable.idempotence, message.timeout.ms",
         ),
         ("1 / 0\n", "ZeroDivisionError"),
+        ('DEFAULT_GROUP = ""\n', "DEFAULT_GROUP: invalid group name: it must not be empty"),
+        ('CONSUMER_MAX_TIMEOUT = float("nan")\n', "CONSUMER_MAX_TIMEOUT must be a finite number"),
+        ('PRODUCE_TIMEOUT = float("inf")\n', "PRODUCE_TIMEOUT must be a finite number"),
+        ("X = 1\x00\n", "syntax error: source code string cannot contain null bytes"),
     ],
 )
 def test_bad_files_name_the_file_and_key(tmp_path, text, says):
@@ -74,6 +78,17 @@ def test_bad_files_name_the_file_and_key(tmp_path, text, says):
     assert message.startswith(path + ": ")
     assert says in message
     assert "\n" not in message
+
+
+def test_a_file_is_decoded_as_python_source(tmp_path):
+    """Bytes that are not UTF-8 are a syntax error naming the file; a coding line is honoured."""
+    path = tmp_path / "binary.py"
+    path.write_bytes(b"\xff\xfeX = 1\n")
+    with pytest.raises(ConfigError, match=f"^{path}: syntax error at line 1: .*utf-8"):
+        load_config(str(path))
+    path = tmp_path / "latin.py"
+    path.write_bytes(b'# -*- coding: latin-1 -*-\nDEFAULT_GROUP = "caf\xe9"\n')
+    assert load_config(str(path)).DEFAULT_GROUP == "caf\u00e9"
 
 
 def test_missing_file(tmp_path):
