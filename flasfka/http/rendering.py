@@ -41,6 +41,10 @@ STATUS_OF: dict[type[FlasfkaError], int] = {
 }
 
 
+#: Reason phrases twisted.web lacks (422) or words otherwise than the channel's own 413.
+REASONS = {413: b"Payload Too Large", 422: b"Unprocessable Content"}
+
+
 def status_of(error: FlasfkaError) -> int:
     """The HTTP status that answers error."""
     for cls in type(error).__mro__:
@@ -58,7 +62,7 @@ def error_body(status: int, message: str) -> bytes:
 def json_error(request: IRequest, error: FlasfkaError) -> bytes:
     """Answer a domain error: its status, headers and JSON body."""
     status = status_of(error)
-    request.setResponseCode(status)
+    request.setResponseCode(status, REASONS.get(status))
     request.setHeader(b"Content-Type", JSON)
     if isinstance(error, Unavailable):
         request.setHeader(b"Retry-After", str(error.retry_after).encode())

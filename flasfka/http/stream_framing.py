@@ -26,12 +26,26 @@ def stream_kind(request: IRequest) -> bytes | None:
     accept = request.getHeader(b"accept")
     if not accept:
         return None
-    types = {part.split(b";", 1)[0].strip().lower() for part in accept.split(b",")}
+    types = {_media_type(part) for part in accept.split(b",")}
     if SSE in types:
         return SSE
     if NDJSON in types:
         return NDJSON
     return None
+
+
+def _media_type(part: bytes) -> bytes:
+    """One Accept element's media type, or b"" if it is refused (``q=0``)."""
+    media, *params = part.split(b";")
+    for param in params:
+        name, _, value = param.partition(b"=")
+        if name.strip().lower() == b"q":
+            try:
+                if float(value.strip()) <= 0:
+                    return b""
+            except ValueError:
+                return b""  # RFC 9110: a q is 0 to 1 with at most three decimals
+    return media.strip().lower()
 
 
 @dataclass(frozen=True)

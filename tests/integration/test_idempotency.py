@@ -56,7 +56,9 @@ async def test_the_same_key_for_another_request_is_422(server, broker):
         (f"/{topic}/other-key/", {"messages": ["a"]}),
         (f"/{unique()}/", {"messages": ["a"]}),
     ]:
-        status, content = await answer(await post(server.url, path, body, headers=keyed("k422")))
+        response = await post(server.url, path, body, headers=keyed("k422"))
+        assert response.phrase == b"Unprocessable Content"  # twisted.web has no 422 phrase
+        status, content = await answer(response)
         assert status == 422, content
         assert "was used for another request" in content["error"]
     status, content = await answer(

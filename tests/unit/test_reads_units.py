@@ -95,6 +95,10 @@ class _Request:
         (b"application/json, text/event-stream;q=0.9", SSE),
         (b"application/x-ndjson", NDJSON),
         (b"text/event-stream-ish", None),
+        (b"text/event-stream;q=0", None),  # refused: a plain GET
+        (b"application/json;q=0, text/event-stream; Q=0.000", None),
+        (b"text/event-stream;q=0, application/x-ndjson", NDJSON),
+        (b"text/event-stream;q=oops", None),
     ],
 )
 def test_stream_kind_from_accept(accept, kind):
