@@ -299,7 +299,7 @@ class Gateway:
                 records = await reader.at_most_once.consume(limit)
                 if records:
                     return records
-            if clock.seconds() >= deadline:
+            if clock.seconds() >= deadline or member.draining:
                 return []
 
     async def fetch_leased(
@@ -362,6 +362,11 @@ class Gateway:
             await reader.leases.ack_through(ref)
         else:
             await reader.leases.ack(ref)
+
+    def drain(self) -> None:
+        """Shutdown has begun: waiting GETs (long polls) answer what is buffered now."""
+        for reader in self.consumers.readers():
+            reader.member.drain()
 
     async def stop(self, timeout: float) -> None:
         """Refuse new work, commit what was acknowledged, close every consumer (each leaves

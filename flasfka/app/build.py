@@ -224,7 +224,7 @@ def build(
             reactor,
         )
     listener = GracefulListener(
-        ListenWhenReady(listening, ready), site, config.SHUTDOWN_GRACE, scheme
+        ListenWhenReady(listening, ready), site, config.SHUTDOWN_GRACE, scheme, gateway.drain
     )
     listener.setServiceParent(top)
     # Added last, so stopped first: open streams end (what they wrote is committed) before

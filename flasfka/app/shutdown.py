@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -42,9 +43,15 @@ class GracefulListener(StreamServerEndpointService):
     name = "http"
 
     def __init__(
-        self, endpoint: IStreamServerEndpoint, site: ObservedSite, grace: float, scheme: str
+        self,
+        endpoint: IStreamServerEndpoint,
+        site: ObservedSite,
+        grace: float,
+        scheme: str,
+        on_drain: Callable[[], object] = lambda: None,
     ) -> None:
         super().__init__(endpoint, site)
+        self._on_drain = on_drain
         self._site = site
         self._grace = grace
         self._scheme = scheme
@@ -68,5 +75,6 @@ class GracefulListener(StreamServerEndpointService):
         """Stop accepting connections, then let in-flight requests finish (bounded)."""
         d = super().stopService()
         d.addErrback(lambda f: f.trap(CancelledError))  # stopped before it listened
+        d.addCallback(lambda _: self._on_drain())  # long polls answer now, not at grace
         d.addCallback(lambda _: self._site.drain(self._grace))
         return d

@@ -210,7 +210,9 @@ class Stream:
                         break
                 elif leasing is None or not leases.returned:
                     wait = Deferred.fromCoroutine(
-                        member.wait_for(1, max(0.0, self._heartbeat - silent), self._join_timeout)
+                        member.wait_for(
+                            1, max(0.0, self._heartbeat - silent), self._join_timeout, get=False
+                        )
                     )
                     if not await self._wait(wait):
                         break

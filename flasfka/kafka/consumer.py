@@ -99,7 +99,7 @@ class GroupMember:
         self._assigned: set[int] = set()
         self._started: set[int] = set()
         self._joined = False
-        #: GETs waiting in _wait_until: each one's condition, and what wakes it.
+        #: GETs waiting in wait_for: each one's condition, and what wakes it.
         self._waiters = Waiters(reactor)
         self._committed: dict[int, int] = {}
         #: Commits asked and not yet answered: failed when the thread ends without answering.
@@ -113,6 +113,8 @@ class GroupMember:
         self.last_used = reactor.seconds()
         #: GETs waiting in wait_for(); the member is not idle while there are any.
         self.waiting = 0
+        #: Shutting down: a GET's waits end at once (it answers what is buffered).
+        self.draining = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -378,21 +380,25 @@ class GroupMember:
     def _ended(self) -> bool:
         return bool(self.failure or self._stopping)
 
-    async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
-        """Wait (cancellably) until condition() holds, failure or close, or timeout."""
-        await self._waiters.wait_until(condition, timeout, self._ended)
+    def drain(self) -> None:
+        """Shutdown: answer the waiting GETs now, and every later wait of a GET at once."""
+        self.draining = True
+        self._waiters.notify(wake_all=True)
 
-    async def wait_for(self, limit: int, timeout: float, join_timeout: float) -> None:
-        """Wait until limit records are buffered, or the join and then timeout have passed."""
+    async def wait_for(
+        self, limit: int, timeout: float, join_timeout: float, get: bool = True
+    ) -> None:
+        """Wait until limit records are buffered, or the join and then timeout have passed
+        (a GET: or the member drains; get=False for a stream, which ends otherwise)."""
         self.last_used = self._reactor.seconds()
         self.waiting += 1  # not idle while a GET waits, however long the join takes
+        ended = (lambda: self.draining or self._ended()) if get else self._ended
+        buffered, wait = self._buffer, self._waiters.wait_until  # each wait is cancellable
         try:
             if not self.caught_up:
-                await self._wait_until(
-                    lambda: self.caught_up or len(self._buffer) >= limit, join_timeout
-                )
+                await wait(lambda: self.caught_up or len(buffered) >= limit, join_timeout, ended)
             if timeout > 0:
-                await self._wait_until(lambda: len(self._buffer) >= limit, timeout)
+                await wait(lambda: len(buffered) >= limit, timeout, ended)
         finally:
             self.waiting -= 1
         self.last_used = self._reactor.seconds()

@@ -126,3 +126,23 @@ async def test_a_leased_long_poll_gets_a_message_posted_during_the_wait(server):
     assert status == 200, body
     assert [(m["value"], m["deliveries"]) for m in body["messages"]] == [("leased", 1)]
     assert body["cursor"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_answers_waiting_long_polls_at_once(make_server):
+    """SIGTERM with long polls waiting: each answers what is there (nothing) right away, and
+    the drain does not sit out SHUTDOWN_GRACE for them (nor cut them with no answer)."""
+    server = await make_server(SHUTDOWN_GRACE=20)
+    topic, plain, leased = unique(), unique("g"), unique("g")
+    members = [await joined(server, topic, group) for group in (plain, leased)]
+    polls = [
+        defer.ensureDeferred(get(server.url, f"/{topic}/{plain}/?timeout=25")),
+        defer.ensureDeferred(get(server.url, f"/{topic}/{leased}/?timeout=25&ack=explicit")),
+    ]
+    await until(lambda: all(member.waiting == 1 for member in members))
+    started = time.monotonic()
+    await server.stop()  # as SIGTERM
+    assert time.monotonic() - started < 10  # not the 20 s grace
+    (status, body, _), (leased_status, leased_body, _) = [await poll for poll in polls]
+    assert (status, body) == (200, {"group": plain, "messages": []})
+    assert leased_status == 200 and leased_body["messages"] == [], leased_body
