@@ -33,6 +33,11 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "same Idempotency-Key (nothing was written)",
         "schema": {"type": "string"},
     },
+    "X-Flasfka-Version": {
+        "description": "The version of flasfka that answered (on every answer)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
     "WWW-Authenticate": {
         "description": "The Basic and Bearer challenges",
         "schema": {"type": "string"},
@@ -84,8 +89,8 @@ def _answer(answer: Answer) -> dict[str, Any]:
         described["content"] = {answer.content_type: {"schema": answer.schema}}
         for content_type, schema in answer.alternatives:
             described["content"][content_type] = {"schema": schema}
-    if answer.headers:
-        described["headers"] = {name: _HEADERS[name] for name in answer.headers}
+    names = ("X-Flasfka-Version", *answer.headers)
+    described["headers"] = {name: _HEADERS[name] for name in names}
     return described
 
 

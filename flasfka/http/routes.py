@@ -270,6 +270,7 @@ ROUTES: tuple[Route, ...] = (
                 "released (delivered again at once); acking twice is 204 too"
             ),
             400: Answer("Not a cursor of this topic and group, or a bad body", ERROR),
+            413: Answer("The body is over the limit", ERROR),
             409: Answer(
                 "The lease is not held here (expired, released, partitions moved, restart, "
                 "another replica): the messages will be delivered again",

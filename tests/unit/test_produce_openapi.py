@@ -50,3 +50,13 @@ def test_the_body_schema_accepts_the_forms_the_server_accepts():
         {"messages": [5]},
     ):
         assert not validator.is_valid(bad), bad
+
+
+def test_every_answer_declares_the_version_header_and_the_ack_its_413():
+    """schemathesis's header check then holds every answer to carrying X-Flasfka-Version."""
+    paths = openapi_document()["paths"]
+    for operations in paths.values():
+        for operation in operations.values():
+            for answer in operation["responses"].values():
+                assert answer["headers"]["X-Flasfka-Version"]["required"] is True
+    assert "413" in paths["/{topic}/{name}/ack"]["post"]["responses"]
