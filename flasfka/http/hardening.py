@@ -73,7 +73,7 @@ class GatewayRequest(server.Request):
         """Route the request, unless it was already answered with 413."""
         if self._refused:
             return
-        super().requestReceived(command, path, version)
+        super().requestReceived(command, _origin_form(path), version)
 
     def process(self) -> None:
         """Stamp the version header (and the worker's) on every response, then render."""
@@ -81,6 +81,16 @@ class GatewayRequest(server.Request):
         if self.worker_header is not None:
             self.responseHeaders.setRawHeaders(*self.worker_header)
         super().process()
+
+
+def _origin_form(target: bytes) -> bytes:
+    """The path and query of a request target in absolute form (``GET http://host/t/``,
+    which RFC 9112 says a server must accept); any other target as it is."""
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return target
+    _authority, slash, path = rest.partition(b"/")
+    return b"/" + path if slash else b"/"
 
 
 class GatewayChannel(http.HTTPChannel):

@@ -394,3 +394,17 @@ async def test_groups_and_keys_with_any_characters(server, broker):
         assert status == 200, (name, body)
         assert body["group"] == name
         assert "m" in body["messages"], (name, body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_absolute_form_request_target_is_served(server):
+    """RFC 9112: a server accepts ``GET http://host/path``; it is the path and query."""
+    topic, group = unique(), unique("g")
+    await post_messages(server.url, f"/{topic}/", ["a", "b"])
+    request = (
+        f"GET http://example.com/{topic}/{group}/?limit=1 HTTP/1.1\r\n"
+        "Host: example.com\r\nConnection: close\r\n\r\n"
+    ).encode()
+    response = final(await threads.deferToThread(exchange, server.url, request, 10.0))
+    assert status_of(response) == 200, response
+    assert json.loads(body_of(response)) == {"group": group, "messages": ["a"]}
