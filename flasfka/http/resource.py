@@ -43,8 +43,8 @@ def klein_app(handlers: dict[str, object]) -> Klein:
     """A Klein app with one route per row of the route table, and JSON for every error."""
     app = Klein()
     app.url_map.converters["text"] = TextConverter
-    # "/t/g%2F/" is key "g/" of topic t, not a redirect to "/t/g/" (werkzeug matches the
-    # decoded path, where the encoded slash looks like two).
+    # werkzeug matches the decoded path: merged, "/t/a%2F%2Fb/" would be key "a/b" and
+    # "/t/g%2F/" a redirect to key "g" (it is a 404 now: a key cannot end in '/').
     app.url_map.merge_slashes = False
     for route in ROUTES:
         owner, name = route.handler.split(".")
