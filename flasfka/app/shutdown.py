@@ -75,6 +75,12 @@ class GracefulListener(StreamServerEndpointService):
         """Stop accepting connections, then let in-flight requests finish (bounded)."""
         d = super().stopService()
         d.addErrback(lambda f: f.trap(CancelledError))  # stopped before it listened
-        d.addCallback(lambda _: self._on_drain())  # long polls answer now, not at grace
-        d.addCallback(lambda _: self._site.drain(self._grace))
+        d.addCallback(lambda _: self._drain())
         return d
+
+    def _drain(self) -> Deferred[None]:
+        """Drain the Site (busy connections answer with Connection: close), then have the
+        waiting long polls answer now rather than at the grace's end."""
+        drained = self._site.drain(self._grace)
+        self._on_drain()
+        return drained

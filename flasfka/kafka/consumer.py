@@ -381,7 +381,7 @@ class GroupMember:
         return bool(self.failure or self._stopping)
 
     def drain(self) -> None:
-        """Shutdown: answer the waiting GETs now, and every later wait of a GET at once."""
+        """Shutdown: the GETs waiting after their join answer now, later ones at once."""
         self.draining = True
         self._waiters.notify(wake_all=True)
 
@@ -389,14 +389,17 @@ class GroupMember:
         self, limit: int, timeout: float, join_timeout: float, get: bool = True
     ) -> None:
         """Wait until limit records are buffered, or the join and then timeout have passed
-        (a GET: or the member drains; get=False for a stream, which ends otherwise)."""
+        (a GET: or the member drains, after its join; get=False: a stream, which ends
+        otherwise)."""
         self.last_used = self._reactor.seconds()
         self.waiting += 1  # not idle while a GET waits, however long the join takes
         ended = (lambda: self.draining or self._ended()) if get else self._ended
         buffered, wait = self._buffer, self._waiters.wait_until  # each wait is cancellable
         try:
-            if not self.caught_up:
-                await wait(lambda: self.caught_up or len(buffered) >= limit, join_timeout, ended)
+            if not self.caught_up:  # the join is not drained: it is what makes an answer
+                await wait(
+                    lambda: self.caught_up or len(buffered) >= limit, join_timeout, self._ended
+                )
             if timeout > 0:
                 await wait(lambda: len(buffered) >= limit, timeout, ended)
         finally:
