@@ -13,6 +13,9 @@ after a later one and move an offset back; what is asked meanwhile is merged (th
 offset of each partition) into the next one. A revoke sends what is queued at once, behind
 the one in flight, before its partitions are given up.
 
+The reactor asks through OffsetCommits, which never moves an offset back (records put back
+after a commit are behind it) and fails what the thread ends without answering.
+
 Only a consume() brings an answer, so the queue also paces the poll thread's consumes while
 one is awaited: every ANSWER_WAIT, and, with the read-ahead full, one record at a time (each
 one past the bound) at doubling intervals once the first _QUICK_ANSWERS went unanswered.
@@ -192,6 +195,46 @@ class CommitQueue:
     def _answer(self, commit: _Commit, failure: FlasfkaError | None) -> None:
         for answer in commit.answers:
             self._reactor.callFromThread(_fire, answer, failure)
+
+
+class OffsetCommits:
+    """A member's commits as the reactor asks them: never moving an offset back, handed to
+    the poll thread's CommitQueue, and failed if the thread ends without answering them."""
+
+    def __init__(self, post: Callable[[Callable[[], None]], None], queue: CommitQueue) -> None:
+        self._post = post
+        self._queue = queue
+        #: partition -> the offset last committed (by an answered commit).
+        self._committed: dict[int, int] = {}
+        self._unanswered: set[Deferred[None]] = set()
+
+    def commit(self, ends: dict[int, int]) -> Deferred[None]:
+        """Commit partition -> next offset to read; fires once the broker answered."""
+        # Never move a partition's offset back: records put back after a commit (their GET
+        # was cancelled) are behind what was already committed.
+        committed = self._committed
+        ends = {partition: max(end, committed.get(partition, 0)) for partition, end in ends.items()}
+        answer: Deferred[None] = Deferred()
+        self._unanswered.add(answer)
+        answer.addBoth(self._answered, answer)
+        answer.addCallback(lambda _: committed.update(ends))
+        self._post(lambda: self._queue.ask(ends, answer))
+        return answer
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions were revoked: what was committed of them is no bound any more."""
+        for partition in partitions:
+            self._committed.pop(partition, None)
+
+    def fail_unanswered(self) -> None:
+        """The poll thread is gone: fail the commits it never answered."""
+        for answer in list(self._unanswered):
+            answer.errback(Unavailable("the consumer closed before its commit was answered"))
+
+    def _answered(self, result: object, answer: Deferred[None]) -> object:
+        """An answer came (or fail_unanswered failed it): nothing is left to fail for it."""
+        self._unanswered.discard(answer)
+        return result
 
 
 def _fire(answer: Deferred[None], failure: FlasfkaError | None) -> None:

@@ -24,7 +24,7 @@ from flasfka.batches import Batch, Chunk
 from flasfka.errors import Unavailable
 from flasfka.kafka.budget import ReadAheadBudget, cost
 from flasfka.kafka.commands import PollThreadCommands
-from flasfka.kafka.commit_queue import CommitQueue
+from flasfka.kafka.commit_queue import CommitQueue, OffsetCommits
 from flasfka.kafka.conversion import fetched_of
 from flasfka.kafka.errors import describe
 from flasfka.kafka.read_ahead import ReadAhead
@@ -87,6 +87,8 @@ class GroupMember:
         self._repause = False
         self._commands = PollThreadCommands(reactor)
         self._commits = CommitQueue(reactor, topic, f"commit offsets of {group}/{topic}")
+        #: The reactor's side of the commits: asked, bounded below, failed if unanswered.
+        self._offsets = OffsetCommits(self._commands.post, self._commits)
         self._settings["on_commit"] = self._commits.answered
         #: (messages, bytes) handed to the reactor and not yet taken; both threads update it.
         self._held_lock = threading.Lock()
@@ -101,9 +103,6 @@ class GroupMember:
         self._joined = False
         #: GETs waiting in wait_for: each one's condition, and what wakes it.
         self._waiters = Waiters(reactor)
-        self._committed: dict[int, int] = {}
-        #: Commits asked and not yet answered: failed when the thread ends without answering.
-        self._unanswered: set[Deferred[None]] = set()
         self._closed: Deferred[None] = Deferred()
         self._closed.addCallback(lambda _: self._commands.close())
         self.failure: str | None = None
@@ -138,8 +137,7 @@ class GroupMember:
 
     def _end(self) -> None:
         """The thread is gone: give back the read-ahead share (reactor thread)."""
-        for answer in list(self._unanswered):
-            answer.errback(Unavailable("the consumer closed before its commit was answered"))
+        self._offsets.fail_unanswered()
         self._drop_batch(self._buffer.clear())
         if self.on_revoke is not None:
             self.on_revoke(set(self._assigned))
@@ -357,8 +355,7 @@ class GroupMember:
         gone = set(partitions)
         self._assigned -= gone
         self._started -= gone
-        for partition in gone:
-            self._committed.pop(partition, None)
+        self._offsets.forget(gone)
         if self._buffer:
             self._drop(self._buffer.remove_if(lambda record: record.partition in gone))
         if self.on_revoke is not None:
@@ -437,20 +434,4 @@ class GroupMember:
             return succeed(None)
         if self._closed.called:
             return fail(Unavailable("the consumer is closed; nothing was committed"))
-        ends = dict(ends)
-        # Never move a partition's offset back: records put back after a commit (their GET
-        # was cancelled) are behind what was already committed.
-        committed = self._committed
-        for partition, end in ends.items():
-            ends[partition] = max(end, committed.get(partition, 0))
-        answer: Deferred[None] = Deferred()
-        self._unanswered.add(answer)
-        answer.addBoth(self._answered, answer)
-        answer.addCallback(lambda _: committed.update(ends))
-        self._commands.post(lambda: self._commits.ask(ends, answer))
-        return answer
-
-    def _answered(self, result: object, answer: Deferred[None]) -> object:
-        """A commit's answer came (or _end failed it): nothing is left to fail for it."""
-        self._unanswered.discard(answer)
-        return result
+        return self._offsets.commit(ends)

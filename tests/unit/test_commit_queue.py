@@ -1,4 +1,5 @@
-"""The commit queue: one async commit in flight, the rest merged; answers from on_commit."""
+"""The commit queue: one async commit in flight, the rest merged; answers from on_commit;
+and the reactor's side of it (OffsetCommits)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from twisted.internet.defer import Deferred
 
 from flasfka.errors import Unavailable
-from flasfka.kafka.commit_queue import CommitQueue
+from flasfka.kafka.commit_queue import CommitQueue, OffsetCommits
 
 
 class ImmediateReactor:
@@ -204,3 +205,21 @@ def test_finish_fails_what_the_broker_does_not_answer_in_time(monkeypatch):
     commits.finish(2500)
     assert consumer.consumes >= 1
     assert outcome(answer)[0].check(Unavailable) and not commits.waiting
+
+
+def test_offsets_never_move_back_until_their_partition_is_revoked_and_unanswered_ones_fail():
+    commits, consumer = queue_and_consumer()
+    offsets = OffsetCommits(lambda call: call(), commits)  # posted: run at once
+    first = outcome(offsets.commit({0: 10, 1: 5}))
+    commits.answered(None, parts({0: 10, 1: 5}))
+    assert first == [None]
+    behind = outcome(offsets.commit({0: 4, 1: 8}))  # 0: records put back after a commit
+    assert consumer.sent[-1] == {0: 10, 1: 8}
+    commits.answered(None, parts({0: 10, 1: 8}))
+    assert behind == [None]
+    offsets.forget({0})  # revoked: its next owner may have committed anything
+    waiting = outcome(offsets.commit({0: 4}))
+    assert consumer.sent[-1] == {0: 4}
+    offsets.fail_unanswered()  # the poll thread ended without answering
+    assert isinstance(waiting[0].value, Unavailable), waiting
+    offsets.fail_unanswered()  # nothing is left to fail twice
