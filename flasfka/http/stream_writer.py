@@ -272,7 +272,8 @@ class Stream:
             self._release_sent()
             member.waiting -= 1
             member.last_used = self._clock.seconds()
-            self._request.unregisterProducer()
+            if not self.gone:  # a lost connection's request has no channel to unregister from
+                self._request.unregisterProducer()
 
     def _take_ahead(self) -> Deferred[Batch] | None:
         """Take and start committing the next at-most-once batch, if there is one to take."""
