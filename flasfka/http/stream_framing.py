@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from twisted.web.iweb import IRequest
 
-from flasfka.http.rendering import render_records, render_values
+from flasfka.http.rendering import JSON, render_records, render_values
 from flasfka.leases import Lease
 
 SSE = b"text/event-stream"
@@ -22,30 +22,42 @@ NDJSON = b"application/x-ndjson"
 
 
 def stream_kind(request: IRequest) -> bytes | None:
-    """SSE or NDJSON if the request's Accept asks for a stream, else None (a plain GET)."""
+    """SSE or NDJSON if the request's Accept asks for a stream, else None (a plain GET).
+
+    A stream is opt-in: its media type must be named (``*/*`` never streams), with a
+    quality above 0 and at least that of JSON (``application/json``, or the range that
+    covers it most specifically), so ``application/json, text/event-stream;q=0.5`` gets
+    JSON. At equal quality the named stream wins, and SSE before NDJSON.
+    """
     accept = request.getHeader(b"accept")
     if not accept:
         return None
-    types = {_media_type(part) for part in accept.split(b",")}
-    if SSE in types:
-        return SSE
-    if NDJSON in types:
-        return NDJSON
-    return None
+    quality: dict[bytes, float] = {}
+    for part in accept.split(b","):
+        media, q = _media_range(part)
+        quality[media] = max(q, quality.get(media, 0.0))
+    kind = max((SSE, NDJSON), key=lambda each: quality.get(each, 0.0))  # a tie keeps SSE
+    wanted = quality.get(kind, 0.0)
+    if wanted <= 0:
+        return None
+    as_json = next((quality[m] for m in (JSON, b"application/*", b"*/*") if m in quality), 0.0)
+    return kind if wanted >= as_json else None
 
 
-def _media_type(part: bytes) -> bytes:
-    """One Accept element's media type, or b"" if it is refused (``q=0``)."""
+def _media_range(part: bytes) -> tuple[bytes, float]:
+    """One Accept element's media range and quality (0: refused, or not a valid q)."""
     media, *params = part.split(b";")
+    q = 1.0
     for param in params:
         name, _, value = param.partition(b"=")
         if name.strip().lower() == b"q":
             try:
-                if float(value.strip()) <= 0:
-                    return b""
+                q = float(value.strip())
             except ValueError:
-                return b""  # RFC 9110: a q is 0 to 1 with at most three decimals
-    return media.strip().lower()
+                q = 0.0
+            if not 0.0 <= q <= 1.0:  # RFC 9110: a q is 0 to 1 (NaN fails this too)
+                q = 0.0
+    return media.strip().lower(), q
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,17 @@ class _Request:
         (b"*/*", None),
         (b"text/event-stream", SSE),
         (b"Text/Event-Stream; charset=utf-8", SSE),
-        (b"application/json, text/event-stream;q=0.9", SSE),
+        (b"application/json, text/event-stream;q=0.9", None),  # the client prefers JSON
+        (b"application/json;q=0.5, text/event-stream", SSE),
+        (b"text/event-stream, application/json", SSE),  # equal: the stream it named
+        (b"*/*;q=0.9, text/event-stream", SSE),
+        (b"*/*, text/event-stream;q=0.1", None),  # JSON (by */*) is preferred
+        (b"application/*, application/x-ndjson;q=0.5", None),
+        (b"text/*, text/event-stream;q=0.5", SSE),  # text/* does not cover JSON
+        (b"text/event-stream;q=0.5, application/x-ndjson;q=0.8", NDJSON),
+        (b"application/x-ndjson, text/event-stream", SSE),  # equal: SSE
+        (b"text/event-stream;q=1.5", None),  # not a q
+        (b"text/event-stream;q=nan", None),
         (b"application/x-ndjson", NDJSON),
         (b"text/event-stream-ish", None),
         (b"text/event-stream;q=0", None),  # refused: a plain GET
