@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from flasfka.http.rendering import JSON, error_body
+from flasfka.http.rendering import JSON, REASONS, error_body
 from flasfka.http.routes import Route, path_params, route_of
 from flasfka.reactor import ReactorLike
 from flasfka.security.acl import Acl
@@ -227,7 +227,7 @@ class Guard:
 
 
 def _refuse(request: IRequest, status: int, message: str) -> bytes:
-    request.setResponseCode(status)
+    request.setResponseCode(status, REASONS.get(status))
     request.setHeader(b"Content-Type", JSON)
     return error_body(status, message)
 

@@ -41,8 +41,8 @@ STATUS_OF: dict[type[FlasfkaError], int] = {
 }
 
 
-#: Reason phrases twisted.web lacks (422) or words otherwise than the channel's own 413.
-REASONS = {413: b"Payload Too Large", 422: b"Unprocessable Content"}
+#: Reason phrases twisted.web lacks (422, 429) or words otherwise than the channel's own 413.
+REASONS = {413: b"Payload Too Large", 422: b"Unprocessable Content", 429: b"Too Many Requests"}
 
 
 def status_of(error: FlasfkaError) -> int:

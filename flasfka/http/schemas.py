@@ -210,7 +210,7 @@ LEASED_ANSWER: dict[str, Any] = {
 ACK_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["cursor"],
-    "properties": {"cursor": {"type": "string"}, "release": {"type": "boolean"}},
+    "properties": {"cursor": {"type": "string", "minLength": 1}, "release": {"type": "boolean"}},
     "additionalProperties": False,
 }
 

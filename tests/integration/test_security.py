@@ -216,6 +216,7 @@ async def test_repeated_failures_from_one_address_get_429_and_known_credentials_
             assert status == 401
         status, body, response = await call(running.url, "GET", "/", CREDENTIALS["unknown-user"])
         assert status == 429, body
+        assert response.phrase == b"Too Many Requests"  # twisted.web has no phrase for it
         assert 1 <= int(response.headers.getRawHeaders("Retry-After")[0]) <= 60
         status, _, _ = await call(running.url, "GET", "/", CREDENTIALS["token"])
         assert status == 429  # not verified before: refused unread while throttled
