@@ -89,9 +89,7 @@ class Streams:
         first (events whose leases ended are, or were, delivered again; an id that is not a
         cursor of this topic and group answers 400).
         """
-        if request.method == b"HEAD":  # the headers of a stream; nothing is taken
-            request.setHeader(b"Content-Type", kind)
-            return b""
+        # HEAD answers as the GET would (a 503 past these bounds), and takes nothing.
         if self.closing:
             raise Unavailable("flasfka is shutting down", retry_after=1)
         if len(self._open) >= self._max:
@@ -99,6 +97,9 @@ class Streams:
                 f"too many streams open ({self._max}, MAX_STREAMS); try again later",
                 retry_after=5,
             )
+        if request.method == b"HEAD":  # the headers of a stream; nothing is taken
+            request.setHeader(b"Content-Type", kind)
+            return b""
         reader = await self._gateway.reader(topic, group, may_create(request))
         leasing = None
         if lease is not None:

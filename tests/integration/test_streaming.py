@@ -217,6 +217,8 @@ async def test_streams_past_max_streams_get_503(make_server):
     refused = Reader(f"{server.url}/{topic}/", NDJSON)
     await refused.done
     assert refused.status == 503 and "MAX_STREAMS" in refused.received[0]["error"]
+    head = await treq.head(f"{server.url}/{topic}/", headers=SSE)  # as the GET would answer
+    assert head.code == 503 and head.headers.getRawHeaders("Retry-After") == ["5"]
     reader.stop.set()
     await reader.done
     assert reader.received == ["x"]
