@@ -6,6 +6,8 @@ from typing import Any
 
 from twisted.python import usage
 
+import twisted
+from flasfka import __version__
 from flasfka.app.build import BuildError, Flasfka, build
 from flasfka.app.config import ConfigError, load_config, worker_count
 from flasfka.app.logs import LOG_FORMATS
@@ -32,6 +34,11 @@ class Options(usage.Options):
     optFlags = [  # noqa: N815 (Twisted's name)
         ["embedded-broker", "e", "Start a memory-only Tansu broker on loopback and use it"],
     ]
+
+    def opt_version(self) -> None:
+        """Display flasfka's version (and Twisted's) and exit."""
+        print(f"flasfka {__version__} (Twisted {twisted.__version__})")
+        raise SystemExit(0)
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
         """Turn a bare port number into an endpoint string."""

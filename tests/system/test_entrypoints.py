@@ -16,6 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import threads
 
+import flasfka
 from tests.support.servers import free_port, subprocess_env, unique, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +150,9 @@ async def test_flasfka_serve_help(venv_bin, tmp_path):
     assert result.returncode == 0
     for option in ("--port", "--config", "--embedded-broker", "--workers"):
         assert option in result.stdout
+    version = await run_installed(venv_bin, tmp_path, "flasfka-serve", "--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith(f"flasfka {flasfka.__version__} (Twisted "), version.stdout
 
 
 @pytest_twisted.ensureDeferred
