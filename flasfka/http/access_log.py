@@ -16,8 +16,14 @@ def _text(raw: bytes) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-def log_access(request: Request, seconds: float) -> None:
-    """Log method, path, status, body bytes sent and duration of a finished request.
+#: The status logged for a request whose client left before any of its answer was written
+#: (nginx's "client closed request"); one that left midway (a stream) logs the status it had.
+CLIENT_LEFT = 499
+
+
+def log_access(request: Request, seconds: float, client_left: bool = False) -> None:
+    """Log method, path, status, body bytes sent and duration of a finished request, or of
+    one whose connection was lost first (client_left).
 
     The line is formatted here, once, and the event's format only names it: twisted.logger's
     own formatting of six fields cost more than the rest of the line's way to stdout. The
@@ -29,6 +35,8 @@ def log_access(request: Request, seconds: float) -> None:
     method = _text(request.method)
     path = _text(request.uri)
     status, sent = request.code, request.sentLength
+    if client_left and not request.startedWriting:
+        status = CLIENT_LEFT
     text = f'{client} "{method} {path}" {status} {sent} {seconds:.3f}s'
     if principal is not None:
         text += f" principal={_text(principal.encode())}"

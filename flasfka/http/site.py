@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
@@ -21,6 +22,8 @@ log = Logger(namespace="flasfka.site")
 
 #: Seconds a connection accepted just before draining gets to send its first request.
 FIRST_REQUEST_SECONDS = 1.0
+#: Set on a request once twisted.web logged it as finished (Site.log).
+_LOGGED = "flasfka_logged"
 
 
 class _TimedRequests:
@@ -101,13 +104,19 @@ class ObservedSite(server.Site):
         if self.draining:
             self._stop_keeping_alive(request)
 
-    def _ended(self, _: object, request: server.Request) -> None:
-        self._started.pop(request, None)
+    def _ended(self, result: object, request: server.Request) -> None:
+        started = self._started.pop(request, None)
+        if isinstance(result, Failure) and not getattr(request, _LOGGED, False):
+            # The connection was lost before the answer was finished (a client that left a
+            # long poll, a stream, a slow answer): twisted.web logs only finished requests.
+            seconds = self._clock.seconds() - started if started is not None else 0.0
+            log_access(request, seconds, client_left=True)
         if self._drained is not None and not self._started:
             self._check_drained()
 
     def log(self, request: server.Request) -> None:  # type: ignore[override]
         """Called by twisted.web when a response is finished: log and count it."""
+        setattr(request, _LOGGED, True)
         started = self._started.get(request)
         seconds = self._clock.seconds() - started if started is not None else 0.0
         log_access(request, seconds)

@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -25,7 +25,6 @@ from twisted.web.server import Request
 from flasfka.cursors import CursorRef
 from flasfka.errors import Conflict, Unavailable
 from flasfka.gateway import Gateway
-from flasfka.http.access_log import log_access
 from flasfka.http.auth import may_create
 from flasfka.http.stream_framing import NDJSON, SSE, stream_kind
 from flasfka.http.stream_writer import Leasing, Stream
@@ -141,13 +140,7 @@ class Streams:
         # The handler's wait: cancelling it (client gone) ends the stream, which cleans up.
         waiting: Deferred[None] = Deferred(lambda _: stream.stopProducing())
         done.addBoth(lambda _: _fire(waiting))
-        try:
-            await waiting
-        except CancelledError:
-            # The client left: the request is never finished, and twisted.web logs only
-            # finished ones. A stream's access line is written when it ends, so log it here.
-            log_access(request, self._clock.seconds() - stream.started)
-            raise
+        await waiting  # a client that left is logged by the Site (ObservedSite._ended)
         return b""
 
     def _ended(self, result: object, stream: Stream) -> None:

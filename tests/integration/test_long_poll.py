@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.web.client import HTTPConnectionPool
 
 from tests.support.helpers import get, post_messages, sleep
+from tests.support.ops import captured_logs
 from tests.support.servers import unique
 
 
@@ -62,9 +63,16 @@ async def test_a_client_that_leaves_mid_wait_takes_nothing(server):
     member = await joined(server, topic, group)
     polling = treq.get(server.url + f"/{topic}/{group}/?timeout=10")
     await until(lambda: member.waiting == 1)
-    polling.cancel()  # closes the connection
-    polling.addErrback(lambda _: None)
-    await until(lambda: member.waiting == 0)  # the server cancelled the wait
+    with captured_logs() as events:
+        polling.cancel()  # closes the connection
+        polling.addErrback(lambda _: None)
+        await until(lambda: member.waiting == 0)  # the server cancelled the wait
+        path = f"/{topic}/{group}/?timeout=10"
+        await until(lambda: any(e.get("path") == path for e in events))
+    # Its access line says the client left before any answer (nginx's 499).
+    (line,) = [e for e in events if e.get("log_namespace") == "flasfka.access"]
+    assert (line["path"], line["status"], line["bytes"]) == (path, 499, 0)
+    assert 0 < line["duration"] < 10
     await post_messages(server.url, f"/{topic}/", ["kept"])
     status, body, _ = await get(server.url, f"/{topic}/{group}/?timeout=5")
     assert (status, body["messages"]) == (200, ["kept"])
