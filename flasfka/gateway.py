@@ -51,7 +51,7 @@ class Gateway:
             config
         )
         # librdkafka's log lines go through twisted.logger, not raw to stderr.
-        rdkafka_log = RdkafkaLogBridge(reactor.callFromThread)
+        rdkafka_log = RdkafkaLogBridge(reactor.callFromThread, reactor.seconds)
         for settings in (self._producer_settings, self._consumer_settings, self._admin_settings):
             settings.setdefault("logger", rdkafka_log)
         self._message_max_bytes = message_max_bytes(self._producer_settings)
