@@ -110,8 +110,6 @@ class Stream:
         self._sending = 0
         self.gone = False
         self.sent = 0
-        #: When the stream started writing (reactor seconds).
-        self.started = clock.seconds()
         self.done: Deferred[None] = succeed(None)
 
     # --- IPushProducer (called by the connection) -------------------------------------------
