@@ -7,6 +7,7 @@ import sys
 from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 
+from flasfka.app.broker import lost_broker
 from flasfka.app.logs import stdout_observer
 from flasfka.app.tap import Options, service_from
 
@@ -24,7 +25,11 @@ class ServeOptions(Options):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse options, start the services, run the reactor until SIGTERM/SIGINT."""
+    """Parse options, start the services, run the reactor until SIGTERM/SIGINT.
+
+    Exits with status 1 if the embedded broker died under flasfka (its data is lost; a
+    supervisor restarting on failure starts both afresh).
+    """
     options = ServeOptions()
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+    if lost_broker(service) is not None:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
